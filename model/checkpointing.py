@@ -1,0 +1,166 @@
+"""The model directory's layout and the files trainer and evaluator share.
+
+    <model-dir>/checkpoint, ckpt-<step>.{index,data-*}   chief's checkpoints
+    <model-dir>/run_config.json                           model + hyperparameters
+    <model-dir>/training_complete.json                    final step marker
+    <model-dir>/train/                                    chief's summaries
+    <model-dir>/eval/                                     evaluator (default --eval-dir)
+
+Checkpoints are numbered by global step. As in TF's official/core/train_lib,
+only the chief writes the real directory; other workers save too (saving a
+mirrored variable may need collectives) but into a private temporary
+directory that they delete.
+
+All I/O goes through tf.io.gfile so gs:// model directories work.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import tempfile
+import uuid
+
+import tensorflow as tf
+
+from model.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_PREFIX = "ckpt"
+RUN_CONFIG = "run_config.json"
+COMPLETE_MARKER = "training_complete.json"
+TRAIN_SUMMARY_DIR = "train"
+EVAL_SUMMARY_DIR = "eval"
+
+_STEP_RE = re.compile(rf"{CHECKPOINT_PREFIX}-(\d+)$")
+
+
+def join(*parts: str) -> str:
+    return os.path.join(*parts)
+
+
+def step_of(checkpoint_path: str) -> int | None:
+    """The global step a checkpoint path was saved at, from its name."""
+    match = _STEP_RE.search(checkpoint_path)
+    return int(match.group(1)) if match else None
+
+
+def write_json_atomic(path: str, payload: dict) -> None:
+    """Write JSON so readers see the old file or the new one, never half of it."""
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    with tf.io.gfile.GFile(tmp, "w") as f:
+        f.write(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def read_json(path: str) -> dict | None:
+    """The JSON object at `path`, or None if it does not exist."""
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path, "r") as f:
+        return json.loads(f.read())
+
+
+class CheckpointWriter:
+    """Saves on every worker, into the real directory only on the chief."""
+
+    def __init__(self, checkpoint: tf.train.Checkpoint, model_dir: str, *,
+                 is_chief: bool, task_index: int, max_to_keep: int = 5):
+        self.is_chief = is_chief
+        self.model_dir = model_dir
+        if is_chief:
+            tf.io.gfile.makedirs(model_dir)
+            self.directory = model_dir
+        else:
+            # Local disk, not the shared volume: non-chief copies are thrown away.
+            self.directory = tempfile.mkdtemp(prefix=f"mnist-train-worker{task_index}-")
+        self.manager = tf.train.CheckpointManager(
+            checkpoint, self.directory, max_to_keep=max_to_keep,
+            checkpoint_name=CHECKPOINT_PREFIX)
+
+    def save(self, step: int) -> str:
+        path = self.manager.save(checkpoint_number=step)
+        if not self.is_chief:
+            tf.io.gfile.rmtree(self.directory)
+            tf.io.gfile.makedirs(self.directory)
+            return ""
+        return path
+
+    def close(self) -> None:
+        if not self.is_chief and tf.io.gfile.exists(self.directory):
+            tf.io.gfile.rmtree(self.directory)
+
+
+def check_run_config(model_dir: str, model: str, hparams: dict, *, write: bool) -> None:
+    """Refuse to resume a model directory trained with another network.
+
+    Hyperparameter changes are allowed (a longer schedule is the usual
+    reason to restart) but logged.
+    """
+    path = join(model_dir, RUN_CONFIG)
+    existing = read_json(path)
+    if existing is not None and existing.get("model") != model:
+        raise ConfigError(f"{model_dir} holds a {existing.get('model')!r} run (see {path}); "
+                          f"cannot continue it as {model!r}: use another --model-dir")
+    if existing is not None and existing.get("hparams") != hparams:
+        log.warning("hyperparameters differ from the run in %s: was %s, now %s",
+                    model_dir, existing.get("hparams"), hparams)
+    if write:
+        tf.io.gfile.makedirs(model_dir)
+        write_json_atomic(path, {"model": model, "hparams": hparams})
+
+
+def run_model_name(model_dir: str) -> str | None:
+    """The network a model directory was trained with, if it says."""
+    try:
+        config = read_json(join(model_dir, RUN_CONFIG))
+    except (tf.errors.OpError, ValueError):
+        return None
+    return config.get("model") if config else None
+
+
+def read_complete_marker(model_dir: str) -> int | None:
+    """The final step if training has finished, else None."""
+    try:
+        marker = read_json(join(model_dir, COMPLETE_MARKER))
+    except (tf.errors.OpError, ValueError) as e:
+        log.warning("unreadable %s (%s); treating training as not finished", COMPLETE_MARKER, e)
+        return None
+    if not marker or not isinstance(marker.get("final_step"), int):
+        return None
+    return marker["final_step"]
+
+
+def write_complete_marker(model_dir: str, final_step: int, checkpoint_path: str) -> None:
+    write_json_atomic(join(model_dir, COMPLETE_MARKER),
+                      {"final_step": final_step, "checkpoint": os.path.basename(checkpoint_path)})
+
+
+def clear_complete_marker(model_dir: str) -> None:
+    path = join(model_dir, COMPLETE_MARKER)
+    if tf.io.gfile.exists(path):
+        tf.io.gfile.remove(path)
+
+
+def list_checkpoints(model_dir: str) -> list[str]:
+    """Checkpoint paths the `checkpoint` state file lists, oldest first.
+
+    The state file is rewritten only after a checkpoint is complete, so it is
+    the commit point. Raises ValueError if it is unreadable (empty or garbage),
+    tf.errors.OpError on I/O failure; returns [] if there is none yet.
+    """
+    state_path = join(model_dir, "checkpoint")
+    if not tf.io.gfile.exists(state_path):
+        return []
+    try:
+        state = tf.train.get_checkpoint_state(model_dir)
+    except ValueError as e:  # an empty file parses to a state naming nothing
+        raise ValueError(f"{state_path} names no checkpoint: {e}") from None
+    if state is None:  # garbage: TensorFlow logs the parse error and returns None
+        raise ValueError(f"{state_path} is not a readable checkpoint state file")
+    paths = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
+    paths = [p if os.path.isabs(p) or "://" in p else join(model_dir, p) for p in paths]
+    return sorted(paths, key=lambda p: step_of(p) if step_of(p) is not None else -1)

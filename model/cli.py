@@ -1,0 +1,228 @@
+"""`python -m model train|evaluate|export`: parse flags, call one library function.
+
+Exit codes (see model/errors.py): 0 done, 1 unexpected failure (restart the
+group), 2 bad configuration or data (do not retry), 42 preempted after saving.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import sys
+
+from model.errors import (EXIT_CONFIG_ERROR, EXIT_FAILURE, EXIT_OK, EXIT_PREEMPTED,
+                          ConfigError, MnistTrainError)
+
+log = logging.getLogger("model")
+
+ENV_HELP = """
+environment variables (used when the flag is not given):
+  MNIST_MODEL               --model
+  MNIST_DATA_DIR            --data-dir
+  TF_LOGDIR                 --model-dir (the Caicloud tutorial's name)
+  TF_MAX_STEPS              --max-steps
+  TF_SAVE_CHECKPOINTS_SECS  --save-checkpoints-secs
+  TF_SAVE_SUMMARIES_STEPS   --save-summaries-steps
+  TF_CONFIG                 the cluster (TFJob, JobSet or by hand), else an Indexed Job's
+                            JOB_COMPLETION_INDEX, MNIST_NUM_WORKERS,
+                            MNIST_WORKER_HOSTNAME_PREFIX, MNIST_WORKER_SERVICE and
+                            MNIST_WORKER_PORT (default 2222); worker i is
+                            <prefix>-<i>.<service>:<port>
+
+exit codes: 0 done, 1 failure (e.g. a peer worker died: restart the group),
+            2 bad configuration or data (retrying cannot help),
+            42 preempted by SIGTERM after saving a checkpoint (restart to resume)
+"""
+
+
+def _default_data_dir() -> str:
+    """The MNIST baked into the image or shipped in the repo."""
+    if os.environ.get("MNIST_DATA_DIR"):
+        return os.environ["MNIST_DATA_DIR"]
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "mnist")
+
+
+def _env(name: str, convert=str):
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return convert(raw)
+    except ValueError:
+        raise ConfigError(f"environment variable {name}={raw!r} is not a valid "
+                          f"{convert.__name__}") from None
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _add_common(p: argparse.ArgumentParser, *, model_required: bool) -> None:
+    p.add_argument("--model", choices=["mlp", "lenet5"],
+                   help="network: the 784-500-10 MLP or LeNet-5 (env MNIST_MODEL)"
+                   + ("" if model_required else "; default: the model dir's run_config.json"))
+    p.add_argument("--model-dir", help="checkpoints and summaries; local path or gs:// (env TF_LOGDIR)")
+    p.add_argument("--data-dir", help="directory with the four MNIST IDX files, .gz or not; "
+                   "any tf.io.gfile path (env MNIST_DATA_DIR; default: the bundled copy)")
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip the SHA-256 check of the MNIST files (for custom data)")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m model", description="Distributed MNIST training (MLP and LeNet-5) with "
+        "tf.distribute.MultiWorkerMirroredStrategy.",
+        epilog=ENV_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,evaluate,export}")
+
+    t = sub.add_parser("train", help="train (one worker, or one of several via TF_CONFIG)",
+                       epilog=ENV_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_common(t, model_required=True)
+    t.add_argument("--preset", default="default", choices=["default", "tutorial"],
+                   help="hyperparameters: 'tutorial' is the Caicloud tutorial's exactly; "
+                   "'default' reaches the README's accuracy targets (default: %(default)s)")
+    t.add_argument("--max-steps", type=_non_negative_int,
+                   help="global steps to train to (env TF_MAX_STEPS; default from the preset)")
+    t.add_argument("--batch-size", type=_positive_int,
+                   help="examples per worker per step; the global batch is this times the "
+                   "number of workers (default from the preset: 100)")
+    t.add_argument("--learning-rate", type=_positive_float, help="base learning rate (default from the preset)")
+    t.add_argument("--learning-rate-decay", type=_positive_float,
+                   help="decay per epoch, staircase (default from the preset)")
+    t.add_argument("--momentum", type=float, help="SGD momentum, 0 = plain SGD (default from the preset)")
+    t.add_argument("--seed", type=int, help="data order and initialisation seed (default 0)")
+    t.add_argument("--save-checkpoints-steps", type=_positive_int, default=1000,
+                   help="checkpoint every N steps (default: %(default)s)")
+    t.add_argument("--save-checkpoints-secs", type=_positive_float,
+                   help="also checkpoint every S seconds (env TF_SAVE_CHECKPOINTS_SECS)")
+    t.add_argument("--save-summaries-steps", type=_positive_int,
+                   help="TensorBoard summaries every N steps (env TF_SAVE_SUMMARIES_STEPS; default 100)")
+    t.add_argument("--log-every-steps", type=_positive_int, default=100,
+                   help="progress line every N steps (default: %(default)s)")
+    t.add_argument("--steps-per-loop", type=_positive_int, default=100,
+                   help="steps per compiled loop call; bounds how late SIGTERM is noticed "
+                   "(default: %(default)s)")
+    t.add_argument("--keep-checkpoints", type=_positive_int, default=5,
+                   help="checkpoints kept in the model dir (default: %(default)s)")
+    t.add_argument("--collective-timeout-secs", type=_positive_float, default=120.0,
+                   help="fail an all-reduce that waits longer than this for a peer (default: %(default)s)")
+
+    e = sub.add_parser("evaluate", help="poll the model dir and report validation accuracy",
+                       epilog=ENV_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_common(e, model_required=False)
+    e.add_argument("--eval-dir", help="where the evaluator writes (default: <model-dir>/eval)")
+    e.add_argument("--eval-interval-secs", type=_positive_float, default=10.0,
+                   help="how often to look for new checkpoints (default: %(default)s)")
+    e.add_argument("--timeout-secs", type=_positive_float,
+                   help="exit 1 if no new checkpoint appears for this long (default: wait forever)")
+
+    x = sub.add_parser("export", help="SavedModel of the moving-average weights")
+    x.add_argument("--model", choices=["mlp", "lenet5"], help="default: the model dir's run_config.json")
+    x.add_argument("--model-dir", help="checkpoints to export from (env TF_LOGDIR)")
+    x.add_argument("--export-dir", required=True, help="where to write the SavedModel")
+    x.add_argument("--checkpoint", help="a checkpoint path (default: the newest)")
+    x.add_argument("--overwrite", action="store_true", help="replace an existing export")
+    x.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser
+
+
+def _train(args) -> int:
+    from model import config as presets
+    from model.cluster import create_strategy, resolve_cluster
+
+    model = args.model or _env("MNIST_MODEL")
+    if model not in ("mlp", "lenet5"):
+        raise ConfigError(f"--model (or MNIST_MODEL) must be 'mlp' or 'lenet5', got {model!r}")
+    hp = presets.preset(args.preset, model)
+    overrides = {
+        "max_steps": args.max_steps if args.max_steps is not None else _env("TF_MAX_STEPS", int),
+        "batch_size": args.batch_size, "learning_rate_base": args.learning_rate,
+        "learning_rate_decay": args.learning_rate_decay, "momentum": args.momentum, "seed": args.seed}
+    hp = dataclasses.replace(hp, **{k: v for k, v in overrides.items() if v is not None})
+    from model.train import TrainConfig
+    config = TrainConfig(
+        model=model, model_dir=args.model_dir or _env("TF_LOGDIR") or "", hparams=hp,
+        data_dir=args.data_dir or _default_data_dir(), verify_data=not args.no_verify,
+        save_checkpoints_steps=args.save_checkpoints_steps,
+        save_checkpoints_secs=args.save_checkpoints_secs or _env("TF_SAVE_CHECKPOINTS_SECS", float),
+        save_summaries_steps=args.save_summaries_steps or _env("TF_SAVE_SUMMARIES_STEPS", int) or 100,
+        log_every_steps=args.log_every_steps, steps_per_loop=args.steps_per_loop,
+        keep_checkpoints=args.keep_checkpoints)
+    config.validate()
+    cluster = resolve_cluster()  # before TensorFlow starts: a bad TF_CONFIG fails fast
+    log.info("config | %s", _describe(config))
+    strategy = create_strategy(cluster, collective_timeout_secs=args.collective_timeout_secs)
+    from model.train import Preempted, train
+    try:
+        train(config, strategy=strategy, is_chief=cluster.is_chief)
+    except Preempted as e:
+        log.warning("%s", e)
+        return EXIT_PREEMPTED
+    return EXIT_OK
+
+
+def _describe(config) -> str:
+    fields = dataclasses.asdict(config)
+    hparams = fields.pop("hparams", {})
+    return " ".join(f"{k}={v}" for k, v in {**fields, **hparams}.items())
+
+
+def _evaluate(args) -> int:
+    from model.evaluate import EvalConfig, evaluate
+
+    config = EvalConfig(
+        model_dir=args.model_dir or _env("TF_LOGDIR") or "", model=args.model or _env("MNIST_MODEL"),
+        data_dir=args.data_dir or _default_data_dir(), eval_dir=args.eval_dir,
+        eval_interval_secs=args.eval_interval_secs, timeout_secs=args.timeout_secs,
+        verify_data=not args.no_verify)
+    config.validate()
+    log.info("config | %s", _describe(config))
+    metrics = evaluate(config)
+    return EXIT_OK if metrics is not None else EXIT_FAILURE
+
+
+def _export(args) -> int:
+    from model.export import export
+
+    model_dir = args.model_dir or _env("TF_LOGDIR")
+    if not model_dir:
+        raise ConfigError("a model directory is required (--model-dir or TF_LOGDIR)")
+    export(model_dir, args.export_dir, model=args.model, checkpoint_path=args.checkpoint,
+           overwrite=args.overwrite)
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, stream=sys.stdout, format="%(message)s", force=True)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter out of the logs
+    try:
+        return {"train": _train, "evaluate": _evaluate, "export": _export}[args.command](args)
+    except MnistTrainError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return EXIT_CONFIG_ERROR
+    except KeyboardInterrupt:
+        return 130
+    except Exception:  # noqa: BLE001 - a crash must still exit with the restartable code
+        log.exception("failed")
+        return EXIT_FAILURE

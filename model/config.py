@@ -1,0 +1,68 @@
+"""Hyperparameters and the named presets.
+
+`tutorial` reproduces the Caicloud tutorial exactly (plain SGD, its learning
+rates and step counts). `default` is what `make bench` measured to reach the
+accuracy targets on the full MNIST (see README): the MLP keeps the tutorial's
+schedule, LeNet-5 adds momentum so it converges in a practical time on CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+TRAIN_EXAMPLES = 55_000
+
+
+@dataclasses.dataclass(frozen=True)
+class Hyperparameters:
+    batch_size: int  # per worker; the global batch is batch_size * workers
+    max_steps: int
+    learning_rate_base: float
+    learning_rate_decay: float = 0.99  # per epoch of the global batch, staircase
+    momentum: float = 0.0  # 0 is the tutorial's plain gradient descent
+    regularization_rate: float = 1e-4  # times sum(w**2) / 2 of the fc weights
+    moving_average_decay: float = 0.99
+    seed: int = 0  # data order; weights are initialised from it too
+
+    def validate(self) -> None:
+        from model.errors import ConfigError
+
+        checks = [
+            (self.batch_size >= 1, "batch size must be >= 1"),
+            (self.max_steps >= 0, "max steps must be >= 0"),
+            (self.learning_rate_base > 0, "base learning rate must be > 0"),
+            (0 < self.learning_rate_decay <= 1, "learning rate decay must be in (0, 1]"),
+            (0 <= self.momentum < 1, "momentum must be in [0, 1)"),
+            (self.regularization_rate >= 0, "regularization rate must be >= 0"),
+            (0 <= self.moving_average_decay < 1, "moving average decay must be in [0, 1)"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"{message} (got {self})")
+
+
+PRESETS: dict[str, dict[str, Hyperparameters]] = {
+    "tutorial": {
+        # Chapter 5 mnist_train.py: BATCH_SIZE 100, LEARNING_RATE_BASE 0.8,
+        # TRAINING_STEPS 30000.
+        "mlp": Hyperparameters(batch_size=100, max_steps=30_000, learning_rate_base=0.8),
+        # Chapter 6 LeNet5_train.py: LEARNING_RATE_BASE 0.01, TRAINING_STEPS 6000.
+        "lenet5": Hyperparameters(batch_size=100, max_steps=6_000, learning_rate_base=0.01),
+    },
+    "default": {
+        "mlp": Hyperparameters(batch_size=100, max_steps=30_000, learning_rate_base=0.8),
+        "lenet5": Hyperparameters(
+            batch_size=100, max_steps=8_000, learning_rate_base=0.02,
+            learning_rate_decay=0.95, momentum=0.9),
+    },
+}
+
+
+def preset(name: str, model: str) -> Hyperparameters:
+    from model.errors import ConfigError
+
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
+    if model not in PRESETS[name]:
+        raise ConfigError(f"unknown model {model!r}; expected one of {sorted(PRESETS[name])}")
+    return PRESETS[name][model]

@@ -1,0 +1,107 @@
+"""The tutorial's two MNIST networks as `tf.Module`s over plain `tf.Variable`s.
+
+Nothing here knows about strategies, files or flags: create a network inside
+`strategy.scope()` and its variables are mirrored; call it inside
+`strategy.run` and it runs per replica.
+
+Both follow the Caicloud TensorFlow tutorial (chapters 5 and 6): weights drawn
+from a truncated normal with stddev 0.1, biases constant, and the fully
+connected weights (not biases, not convolution kernels) L2-regularised.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+INPUT_NODE = 784
+OUTPUT_NODE = 10
+IMAGE_SIZE = 28
+
+
+def _weight(shape, name: str) -> tf.Variable:
+    return tf.Variable(tf.random.truncated_normal(shape, stddev=0.1), name=name)
+
+
+def _bias(size: int, value: float, name: str) -> tf.Variable:
+    return tf.Variable(tf.constant(value, shape=[size]), name=name)
+
+
+class Network(tf.Module):
+    """Interface shared by the networks: images in, logits out."""
+
+    #: Variables whose L2 norm is added to the loss (the tutorial's
+    #: `tf.add_to_collection('losses', regularizer(weights))`).
+    regularized_variables: tuple[tf.Variable, ...] = ()
+
+    def __call__(self, images: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """Logits [batch, 10] for float32 images [batch, 784] scaled to [0, 1]."""
+        raise NotImplementedError
+
+
+class MLP(Network):
+    """784-500-10 with ReLU (tutorial chapter 5, `mnist_inference.py`)."""
+
+    def __init__(self, hidden_units: int = 500, name: str = "mlp"):
+        super().__init__(name=name)
+        with self.name_scope:
+            self.layer1_weights = _weight([INPUT_NODE, hidden_units], "layer1_weights")
+            self.layer1_biases = _bias(hidden_units, 0.1, "layer1_biases")
+            self.layer2_weights = _weight([hidden_units, OUTPUT_NODE], "layer2_weights")
+            self.layer2_biases = _bias(OUTPUT_NODE, 0.1, "layer2_biases")
+        self.regularized_variables = (self.layer1_weights, self.layer2_weights)
+
+    def __call__(self, images, training=False):
+        hidden = tf.nn.relu(tf.matmul(images, self.layer1_weights) + self.layer1_biases)
+        return tf.matmul(hidden, self.layer2_weights) + self.layer2_biases
+
+
+class LeNet5(Network):
+    """LeNet-5 as in tutorial chapter 6 (`LeNet5_infernece.py`).
+
+    conv 5x5x32 SAME + ReLU, max-pool 2x2 SAME, conv 5x5x64 + ReLU, max-pool,
+    fc 512 + ReLU (+ dropout 0.5 while training), fc 10.
+    """
+
+    def __init__(self, dropout_rate: float = 0.5, name: str = "lenet5"):
+        super().__init__(name=name)
+        self.dropout_rate = dropout_rate
+        with self.name_scope:
+            self.conv1_weights = _weight([5, 5, 1, 32], "conv1_weights")
+            self.conv1_biases = _bias(32, 0.0, "conv1_biases")
+            self.conv2_weights = _weight([5, 5, 32, 64], "conv2_weights")
+            self.conv2_biases = _bias(64, 0.0, "conv2_biases")
+            flat = (IMAGE_SIZE // 4) * (IMAGE_SIZE // 4) * 64
+            self.fc1_weights = _weight([flat, 512], "fc1_weights")
+            self.fc1_biases = _bias(512, 0.1, "fc1_biases")
+            self.fc2_weights = _weight([512, OUTPUT_NODE], "fc2_weights")
+            self.fc2_biases = _bias(OUTPUT_NODE, 0.1, "fc2_biases")
+        self.regularized_variables = (self.fc1_weights, self.fc2_weights)
+
+    def __call__(self, images, training=False):
+        x = tf.reshape(images, [-1, IMAGE_SIZE, IMAGE_SIZE, 1])
+        x = tf.nn.relu(tf.nn.bias_add(
+            tf.nn.conv2d(x, self.conv1_weights, strides=1, padding="SAME"), self.conv1_biases))
+        x = tf.nn.max_pool2d(x, ksize=2, strides=2, padding="SAME")
+        x = tf.nn.relu(tf.nn.bias_add(
+            tf.nn.conv2d(x, self.conv2_weights, strides=1, padding="SAME"), self.conv2_biases))
+        x = tf.nn.max_pool2d(x, ksize=2, strides=2, padding="SAME")
+        x = tf.reshape(x, [-1, self.fc1_weights.shape[0]])
+        x = tf.nn.relu(tf.matmul(x, self.fc1_weights) + self.fc1_biases)
+        if training and self.dropout_rate > 0:
+            x = tf.nn.dropout(x, rate=self.dropout_rate)
+        return tf.matmul(x, self.fc2_weights) + self.fc2_biases
+
+
+NETWORKS = {"mlp": MLP, "lenet5": LeNet5}
+
+
+def build_network(name: str) -> Network:
+    """A freshly initialised network by name ("mlp" or "lenet5")."""
+    try:
+        return NETWORKS[name]()
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; expected one of {sorted(NETWORKS)}") from None
+
+
+def parameter_count(network: tf.Module) -> int:
+    return sum(int(v.shape.num_elements()) for v in network.trainable_variables)

@@ -1,0 +1,286 @@
+"""The custom training loop under MultiWorkerMirroredStrategy.
+
+One call of the compiled `train_loop` runs up to `steps_per_loop` steps. At
+its start the workers all-reduce (sum) a small vector of control flags, so
+decisions taken on one worker's clock or signal (save now, stop now) are
+agreed by all of them at the same step: a lone worker that saved or stopped
+would hang the others in their next collective.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import signal
+import threading
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from model import checkpointing
+from model.config import Hyperparameters
+from model.data import MnistSplits, load_mnist
+from model.errors import ConfigError
+from model.input_pipeline import train_dataset_fn
+from model.train_state import TrainState, apply_update, learning_rate, loss_fn
+
+log = logging.getLogger(__name__)
+
+_SAVE, _STOP = 0, 1  # indices into the control flags
+
+
+class Preempted(Exception):
+    """SIGTERM was received; every worker saved a checkpoint at `step`."""
+
+    def __init__(self, step: int):
+        super().__init__(f"preempted: checkpoint saved at step {step}")
+        self.step = step
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    model: str
+    model_dir: str
+    hparams: Hyperparameters
+    data_dir: str | None = None
+    verify_data: bool = True
+    save_checkpoints_steps: int | None = 1000
+    save_checkpoints_secs: float | None = None
+    save_summaries_steps: int = 100
+    log_every_steps: int = 100
+    steps_per_loop: int = 100
+    keep_checkpoints: int = 5
+
+    def validate(self) -> None:
+        self.hparams.validate()
+        for name in ("save_summaries_steps", "log_every_steps", "steps_per_loop", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.save_checkpoints_steps is not None and self.save_checkpoints_steps < 1:
+            raise ConfigError(f"save-checkpoints-steps must be >= 1, got {self.save_checkpoints_steps}")
+        if self.save_checkpoints_secs is not None and self.save_checkpoints_secs <= 0:
+            raise ConfigError(f"save-checkpoints-secs must be > 0, got {self.save_checkpoints_secs}")
+        if not self.model_dir:
+            raise ConfigError("a model directory is required (--model-dir or TF_LOGDIR)")
+
+
+@dataclasses.dataclass
+class TrainResult:
+    final_step: int
+    start_step: int  # the step training resumed from (0 for a fresh run)
+    weights_sha256: str  # fingerprint of the final weights: equal on every worker
+    images_per_sec: float
+    last_checkpoint: str
+
+
+class SigtermFlag:
+    """Sets a flag on SIGTERM instead of dying, restoring the old handler on exit."""
+
+    def __init__(self):
+        self.event = threading.Event()
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, lambda *_: self.event.set())
+        return self.event
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def weights_fingerprint(state: TrainState) -> str:
+    digest = hashlib.sha256()
+    for v in list(state.network.trainable_variables) + list(state.averages.shadows):
+        digest.update(np.ascontiguousarray(v.numpy()).tobytes())
+    return digest.hexdigest()
+
+
+def _task_index(strategy) -> int:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    return int(getattr(resolver, "task_id", 0) or 0)
+
+
+def _num_workers(strategy) -> int:
+    try:
+        local_replicas = len(strategy.extended.worker_devices)
+    except RuntimeError:  # the default strategy: one replica, no cluster
+        local_replicas = 1
+    return strategy.num_replicas_in_sync // local_replicas
+
+
+def _make_train_loop(strategy, state: TrainState, hparams: Hyperparameters, global_batch: int):
+    replicas = strategy.num_replicas_in_sync
+    network = state.network
+
+    def replica_step(images, labels):
+        with tf.GradientTape() as tape:
+            loss, logits = loss_fn(network, hparams, images, labels, global_batch, replicas)
+        grads = tape.gradient(loss, network.trainable_variables)
+        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, 1, output_type=tf.int32), labels),
+                                        tf.float32))
+        # One batched all-reduce for gradients and the metrics riding along.
+        ctx = tf.distribute.get_replica_context()
+        summed = ctx.all_reduce(tf.distribute.ReduceOp.SUM, list(grads) + [loss, correct])
+        return summed[:-2], summed[-2], summed[-1]
+
+    def agree(flags):
+        # identity places the function argument on this replica's device;
+        # all_reduce takes its destination from there.
+        flags = tf.identity(flags)
+        return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, flags)
+
+    def local(value):
+        return strategy.experimental_local_results(value)[0]
+
+    @tf.function
+    def train_loop(iterator, num_steps, flags):
+        agreed = local(strategy.run(agree, args=(flags,)))
+        loss_sum = tf.constant(0.0)
+        correct_sum = tf.constant(0.0)
+        lr = tf.constant(0.0)
+        for _ in tf.range(num_steps):
+            images, labels = next(iterator)
+            lr = learning_rate(hparams, state.step, global_batch)
+            grads, loss, correct = strategy.run(replica_step, args=(images, labels))
+            apply_update(strategy, state, hparams, grads, lr)
+            loss_sum += local(loss)
+            correct_sum += local(correct)
+        return loss_sum, correct_sum, lr, agreed
+
+    return train_loop
+
+
+def _next_boundary(step: int, every: int | None) -> int | None:
+    return None if every is None else (step // every + 1) * every
+
+
+def train(config: TrainConfig, *, strategy: tf.distribute.Strategy | None = None,
+          datasets: MnistSplits | None = None, is_chief: bool | None = None,
+          stop_event: threading.Event | None = None) -> TrainResult:
+    """Train until `config.hparams.max_steps`, resuming from the newest checkpoint.
+
+    `strategy` defaults to the one for this process's cluster (cluster.py);
+    `datasets` to the MNIST in `config.data_dir`; `stop_event` to a flag set
+    by SIGTERM. Raises `Preempted` after saving if the stop flag is raised.
+    """
+    config.validate()
+    hp = config.hparams
+    if strategy is None:
+        from model.cluster import create_strategy
+        strategy = create_strategy()
+    if is_chief is None:
+        is_chief = bool(strategy.extended.should_checkpoint)
+    task_index = _task_index(strategy)
+    workers = _num_workers(strategy)
+    global_batch = hp.batch_size * workers
+    if global_batch % strategy.num_replicas_in_sync:
+        raise ConfigError(f"batch size {hp.batch_size} per worker does not split evenly over "
+                          f"{strategy.num_replicas_in_sync // workers} local replicas")
+    if datasets is None:
+        datasets = load_mnist(config.data_dir, verify=config.verify_data)
+
+    checkpointing.check_run_config(config.model_dir, config.model, dataclasses.asdict(hp),
+                                   write=is_chief)
+    tf.random.set_seed(hp.seed)
+    with strategy.scope():
+        state = TrainState(config.model, hp)
+    checkpoint = state.checkpoint()
+    latest = tf.train.latest_checkpoint(config.model_dir)
+    if latest:
+        checkpoint.restore(latest).assert_existing_objects_matched()
+        log.info("train | restored %s at step %d", latest, int(state.step.numpy()))
+    start_step = int(state.step.numpy())
+    writer = checkpointing.CheckpointWriter(checkpoint, config.model_dir, is_chief=is_chief,
+                                            task_index=task_index,
+                                            max_to_keep=config.keep_checkpoints)
+    summary_writer = (tf.summary.create_file_writer(
+        checkpointing.join(config.model_dir, checkpointing.TRAIN_SUMMARY_DIR))
+        if is_chief else tf.summary.create_noop_writer())
+    if is_chief and start_step < hp.max_steps:
+        checkpointing.clear_complete_marker(config.model_dir)
+
+    dataset = strategy.distribute_datasets_from_function(
+        lambda ctx: train_dataset_fn(datasets.train, seed=hp.seed, start_step=start_step)(
+            global_batch, ctx))
+    iterator = iter(dataset)
+    train_loop = _make_train_loop(strategy, state, hp, global_batch)
+
+    step = start_step
+    last_saved_step = start_step if latest else None
+    last_save_time = time.monotonic()
+    window_start, window_steps = time.monotonic(), 0
+    total_images, total_time = 0, 0.0
+    logged_compile = False
+    log.info("train | start | model %s | step %d of %d | global batch %d over %d replica(s) | "
+             "chief %s", config.model, step, hp.max_steps, global_batch,
+             strategy.num_replicas_in_sync, is_chief)
+
+    with SigtermFlag() as sigterm:
+        stop = stop_event or sigterm
+        while step < hp.max_steps:
+            boundaries = [hp.max_steps, _next_boundary(step, config.save_summaries_steps),
+                          _next_boundary(step, config.log_every_steps),
+                          _next_boundary(step, config.save_checkpoints_steps),
+                          step + config.steps_per_loop]
+            num_steps = min(b for b in boundaries if b is not None) - step
+            save_due = (config.save_checkpoints_secs is not None and is_chief
+                        and time.monotonic() - last_save_time >= config.save_checkpoints_secs)
+            flags = tf.constant([float(save_due), float(stop.is_set())])
+            t0 = time.monotonic()
+            loss_sum, correct_sum, lr, agreed = train_loop(
+                iterator, tf.constant(num_steps, tf.int64), flags)
+            agreed = agreed.numpy()
+            elapsed = time.monotonic() - t0
+            step += num_steps
+            if not logged_compile:  # the first call includes tracing: keep it out of img/s
+                logged_compile = True
+                log.info("train | compiled and ran %d step(s) in %.1f s", num_steps, elapsed)
+            else:
+                total_images += num_steps * global_batch
+                total_time += elapsed
+            window_steps += num_steps
+
+            if step % config.save_summaries_steps == 0 or step == hp.max_steps:
+                now = time.monotonic()
+                rate = window_steps * global_batch / max(now - window_start, 1e-9)
+                window_start, window_steps = now, 0
+                loss = float(loss_sum) / num_steps
+                accuracy = float(correct_sum) / (num_steps * global_batch)
+                with summary_writer.as_default(step=step):
+                    tf.summary.scalar("loss", loss)
+                    tf.summary.scalar("learning_rate", float(lr))
+                    tf.summary.scalar("batch_accuracy", accuracy)
+                    tf.summary.scalar("images_per_sec", rate)
+                if step % config.log_every_steps == 0 or step == hp.max_steps:
+                    log.info("train | step %d | loss %.4f | batch acc %.4f | lr %.5f | %.0f img/s",
+                             step, loss, accuracy, float(lr), rate)
+
+            save_now = (agreed[_SAVE] > 0 or agreed[_STOP] > 0 or step == hp.max_steps
+                        or (config.save_checkpoints_steps is not None
+                            and step % config.save_checkpoints_steps == 0))
+            if save_now and step != last_saved_step:
+                path = writer.save(step)
+                last_saved_step, last_save_time = step, time.monotonic()
+                if is_chief:
+                    log.info("train | step %d | saved %s", step, path)
+            if agreed[_STOP] > 0 and step < hp.max_steps:
+                summary_writer.flush()
+                writer.close()
+                log.warning("train | step %d | SIGTERM: checkpoint saved, exiting for restart", step)
+                raise Preempted(step)
+
+    if last_saved_step != step:  # resumed a finished run: make sure the final state is saved
+        writer.save(step)
+    final_path = tf.train.latest_checkpoint(config.model_dir) or ""
+    if is_chief:
+        checkpointing.write_complete_marker(config.model_dir, step, final_path)
+    summary_writer.flush()
+    writer.close()
+    fingerprint = weights_fingerprint(state)
+    rate = total_images / total_time if total_time else 0.0
+    log.info("train | done | step %d | %.0f img/s | weights sha256 %s", step, rate, fingerprint)
+    return TrainResult(step, start_step, fingerprint, rate, final_path)
