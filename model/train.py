@@ -52,6 +52,7 @@ class TrainConfig:
     log_every_steps: int = 100
     steps_per_loop: int = 100
     keep_checkpoints: int = 5
+    jit_compile: bool = False
 
     def validate(self) -> None:
         self.hparams.validate()
@@ -112,19 +113,27 @@ def _num_workers(strategy) -> int:
     return strategy.num_replicas_in_sync // local_replicas
 
 
-def _make_train_loop(strategy, state: TrainState, hparams: Hyperparameters, global_batch: int):
+def _make_train_loop(strategy, state: TrainState, hparams: Hyperparameters, global_batch: int,
+                     jit_compile: bool = False):
     replicas = strategy.num_replicas_in_sync
     network = state.network
 
-    def replica_step(images, labels):
+    def forward_backward(images, labels):
         with tf.GradientTape() as tape:
             loss, logits = loss_fn(network, hparams, images, labels, global_batch, replicas)
         grads = tape.gradient(loss, network.trainable_variables)
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, 1, output_type=tf.int32), labels),
                                         tf.float32))
+        return list(grads), loss, correct
+
+    if jit_compile:  # XLA fuses the per-replica math; the collectives stay outside it
+        forward_backward = tf.function(forward_backward, jit_compile=True)
+
+    def replica_step(images, labels):
+        grads, loss, correct = forward_backward(images, labels)
         # One batched all-reduce for gradients and the metrics riding along.
         ctx = tf.distribute.get_replica_context()
-        summed = ctx.all_reduce(tf.distribute.ReduceOp.SUM, list(grads) + [loss, correct])
+        summed = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads + [loss, correct])
         return summed[:-2], summed[-2], summed[-1]
 
     def agree(flags):
@@ -207,7 +216,7 @@ def train(config: TrainConfig, *, strategy: tf.distribute.Strategy | None = None
         lambda ctx: train_dataset_fn(datasets.train, seed=hp.seed, start_step=start_step)(
             global_batch, ctx))
     iterator = iter(dataset)
-    train_loop = _make_train_loop(strategy, state, hp, global_batch)
+    train_loop = _make_train_loop(strategy, state, hp, global_batch, config.jit_compile)
 
     step = start_step
     last_saved_step = start_step if latest else None

@@ -1,0 +1,134 @@
+"""Launch real `python -m model` processes on 127.0.0.1 for integration tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_ports(n: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+class Proc:
+    """A child process whose combined output goes to a log file."""
+
+    def __init__(self, name: str, args: list[str], log_dir: Path, env: dict[str, str]):
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        self._log = open(self.log_path, "ab")
+        self.popen = subprocess.Popen([sys.executable, "-m", "model", *args], cwd=REPO, env=env,
+                                      stdout=self._log, stderr=subprocess.STDOUT,
+                                      start_new_session=True)
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"{self.name} did not exit within {timeout} s; log:\n"
+                                 f"{self.output()[-3000:]}") from None
+        finally:
+            self._log.close()
+
+    def wait_for(self, pattern: str, timeout: float) -> re.Match:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            match = re.search(pattern, self.output(), re.M)
+            if match:
+                return match
+            if self.popen.poll() is not None:
+                break
+            time.sleep(0.2)
+        raise AssertionError(f"{self.name}: no {pattern!r} within {timeout} s "
+                             f"(exit {self.popen.poll()}); log:\n{self.output()[-3000:]}")
+
+    def signal(self, sig: int) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(10)
+
+
+def base_env(tmp: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "MNIST_", "JOB_"))}
+    env.update(TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1", TMPDIR=str(tmp))
+    return env
+
+
+class Cluster:
+    """N training workers on 127.0.0.1 plus an optional evaluator."""
+
+    def __init__(self, tmp: Path, workers: int, train_args: list[str]):
+        self.tmp = tmp
+        self.model_dir = tmp / "model"
+        self.logs = tmp / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.worker_tmp = [tmp / f"worker{i}-tmp" for i in range(workers)]
+        self.num_workers = workers
+        self.train_args = train_args
+        self.ports = free_ports(workers)
+        self.procs: list[Proc] = []
+
+    def start_workers(self, attempt: int = 0, extra: list[str] | None = None) -> list[Proc]:
+        addresses = [f"127.0.0.1:{p}" for p in self.ports]
+        started = []
+        for i in range(self.num_workers):
+            self.worker_tmp[i].mkdir(exist_ok=True)
+            env = base_env(self.worker_tmp[i])
+            if self.num_workers > 1:
+                env["TF_CONFIG"] = json.dumps({"cluster": {"worker": addresses},
+                                               "task": {"type": "worker", "index": i}})
+            proc = Proc(f"worker{i}-attempt{attempt}",
+                        ["train", "--model-dir", str(self.model_dir), *self.train_args, *(extra or [])],
+                        self.logs, env)
+            started.append(proc)
+        self.procs += started
+        return started
+
+    def start_evaluator(self, name: str = "evaluator", extra: list[str] | None = None) -> Proc:
+        proc = Proc(name, ["evaluate", "--model-dir", str(self.model_dir),
+                           "--eval-interval-secs", "1", *(extra or [])],
+                    self.logs, base_env(self.tmp))
+        self.procs.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            proc.kill()
+
+
+DONE_RE = r"train \| done \| step (\d+) \| .* weights sha256 ([0-9a-f]{64})"
+
+
+def done_line(proc: Proc) -> tuple[int, str]:
+    match = re.search(DONE_RE, proc.output())
+    assert match, f"{proc.name} did not finish; log:\n{proc.output()[-3000:]}"
+    return int(match.group(1)), match.group(2)
+
+
+def eval_steps(proc: Proc) -> list[int]:
+    return [int(s) for s in re.findall(r"^After (\d+) training step\(s\), validation accuracy = ",
+                                       proc.output(), re.M)]

@@ -1,0 +1,121 @@
+"""Real MultiWorkerMirroredStrategy processes on 127.0.0.1: training, faults, resume.
+
+Nothing here is faked: each worker is a `python -m model train` process with
+its own TF_CONFIG, talking gRPC to the others over loopback.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+
+import pytest
+
+from model.errors import EXIT_PREEMPTED
+from tests.multiworker import Cluster, done_line, eval_steps
+
+pytestmark = pytest.mark.slow
+
+MLP_ARGS = ["--model", "mlp", "--save-checkpoints-steps", "100", "--log-every-steps", "50",
+            "--steps-per-loop", "50", "--collective-timeout-secs", "20"]
+
+
+def checkpoint_steps(model_dir) -> list[int]:
+    return sorted(int(m.group(1)) for p in model_dir.glob("ckpt-*.index")
+                  if (m := re.match(r"ckpt-(\d+)\.index", p.name)))
+
+
+def restored_step(output: str) -> int | None:
+    match = re.search(r"train \| restored .* at step (\d+)", output)
+    return int(match.group(1)) if match else None
+
+
+def test_two_workers_train_together_and_the_evaluator_reports_each_checkpoint_once(tmp_path):
+    cluster = Cluster(tmp_path, workers=2, train_args=[*MLP_ARGS, "--max-steps", "300"])
+    try:
+        evaluator = cluster.start_evaluator()
+        workers = cluster.start_workers()
+        assert [w.wait(240) for w in workers] == [0, 0]
+        assert evaluator.wait(120) == 0
+    finally:
+        cluster.stop_all()
+    (step0, weights0), (step1, weights1) = (done_line(w) for w in workers)
+    assert step0 == step1 == 300
+    assert weights0 == weights1, "the workers ended with different weights"
+    assert "global batch 200 over 2 replica(s)" in workers[0].output()
+
+    # Only the chief's checkpoints reach the model dir; the other worker's
+    # temporary copies are deleted.
+    assert checkpoint_steps(cluster.model_dir) == [100, 200, 300]
+    assert not list(cluster.worker_tmp[1].iterdir()), "worker 1 left temporary checkpoints"
+    assert json.loads((cluster.model_dir / "training_complete.json").read_text())["final_step"] == 300
+
+    assert eval_steps(evaluator) == [100, 200, 300]
+    metrics = json.loads((cluster.model_dir / "eval" / "final_metrics.json").read_text())
+    assert metrics["final_step"] == 300 and metrics["test_accuracy"] > 0.9
+
+
+def test_sigkill_of_one_worker_then_restart_resumes_from_the_last_checkpoint(tmp_path):
+    cluster = Cluster(tmp_path, workers=2, train_args=[*MLP_ARGS, "--max-steps", "1000"])
+    try:
+        first = cluster.start_workers(attempt=0)
+        first[0].wait_for(r"saved .*ckpt-300$", timeout=240)
+        first[1].kill()  # SIGKILL: no chance to save
+        # The survivor must notice its peer is gone and fail, not hang.
+        assert first[0].wait(90) not in (0, EXIT_PREEMPTED)
+        last_saved = max(checkpoint_steps(cluster.model_dir))
+        assert 300 <= last_saved < 1000
+
+        second = cluster.start_workers(attempt=1)
+        assert [w.wait(240) for w in second] == [0, 0]
+    finally:
+        cluster.stop_all()
+    for worker in second:
+        assert restored_step(worker.output()) == last_saved
+    (step0, weights0), (step1, weights1) = (done_line(w) for w in second)
+    assert step0 == step1 == 1000 and weights0 == weights1
+
+
+def test_sigterm_saves_on_every_worker_and_exits_with_the_preemption_code(tmp_path):
+    cluster = Cluster(tmp_path, workers=2, train_args=[*MLP_ARGS, "--max-steps", "1000",
+                                                       "--save-checkpoints-steps", "10000"])
+    try:
+        first = cluster.start_workers(attempt=0)
+        first[1].wait_for(r"train \| step 200 ", timeout=240)
+        first[1].signal(signal.SIGTERM)  # only one pod is preempted; both must stop together
+        codes = [w.wait(90) for w in first]
+        assert codes == [EXIT_PREEMPTED, EXIT_PREEMPTED]
+        match = first[0].wait_for(r"step (\d+) \| SIGTERM: checkpoint saved", timeout=1)
+        preempted_at = int(match.group(1))
+        assert checkpoint_steps(cluster.model_dir) == [preempted_at]
+        assert not (cluster.model_dir / "training_complete.json").exists()
+
+        second = cluster.start_workers(attempt=1)
+        assert [w.wait(240) for w in second] == [0, 0]
+    finally:
+        cluster.stop_all()
+    for worker in second:  # no step lost: training resumes exactly where it stopped
+        assert restored_step(worker.output()) == preempted_at
+    assert done_line(second[0]) == done_line(second[1])
+    assert done_line(second[0])[0] == 1000
+
+
+def test_resumed_training_matches_an_uninterrupted_run_step_for_step(tmp_path):
+    """Data order is a function of the global step, so a stop/resume only changes
+    dropout randomness; the MLP has none, so the weights must match exactly."""
+    straight = Cluster(tmp_path / "straight", workers=1, train_args=[*MLP_ARGS, "--max-steps", "200"])
+    interrupted = Cluster(tmp_path / "interrupted", workers=1,
+                          train_args=[*MLP_ARGS, "--save-checkpoints-steps", "100"])
+    try:
+        (run,) = straight.start_workers()
+        assert run.wait(120) == 0
+        (part1,) = interrupted.start_workers(attempt=0, extra=["--max-steps", "100"])
+        assert part1.wait(120) == 0
+        (part2,) = interrupted.start_workers(attempt=1, extra=["--max-steps", "200"])
+        assert part2.wait(120) == 0
+    finally:
+        straight.stop_all()
+        interrupted.stop_all()
+    assert restored_step(part2.output()) == 100
+    assert done_line(part2) == done_line(run)
