@@ -12,7 +12,7 @@ TOOLS_VENV ?= .venv-tools
 QUIET_PIP := 2>&1 | { grep -v "^WARNING: Location" || true; }
 PYTEST_ARGS ?=
 
-.PHONY: help install tools test test-fast bench demo lint clean k8s
+.PHONY: help install tools test test-fast bench demo lint clean k8s k8s-check
 
 help:
 	@echo "make demo       train LeNet-5 on 2 local workers with an evaluator (the main job)"
@@ -22,6 +22,7 @@ help:
 	@echo "make lint       ruff over the Python sources"
 	@echo "make install    create .venv with the package (CPU TensorFlow) and test tools"
 	@echo "make tools      pinned helm/kubectl and the manifest checkers"
+	@echo "make k8s        regenerate k8s/ from the chart (k8s-check: fail if stale)"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,11 +49,17 @@ bench: install
 	$(PY) -m bench.run
 
 demo: install
-	bash scripts/demo.sh
+	$(PY) scripts/demo.py
 
 lint: install
 	$(PY) -m pip install -q ruff==0.17.5 $(QUIET_PIP)
 	$(VENV)/bin/ruff check model tests scripts bench
+
+k8s: tools
+	bash scripts/render_k8s.sh
+
+k8s-check: tools
+	bash scripts/render_k8s.sh --check
 
 clean:
 	rm -rf $(VENV) $(TOOLS_VENV) .tools .pytest_cache runs
