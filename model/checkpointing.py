@@ -25,7 +25,7 @@ import uuid
 
 import tensorflow as tf
 
-from model.errors import ConfigError
+from model.errors import CheckpointError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,11 @@ TRAIN_SUMMARY_DIR = "train"
 EVAL_SUMMARY_DIR = "eval"
 
 _STEP_RE = re.compile(rf"{CHECKPOINT_PREFIX}-(\d+)$")
+
+# What reading a damaged or vanishing checkpoint raises: truncated .data gives
+# IndexError, a zero-byte .index an OpError, a bit flip DataLossError (an
+# OpError), deletion NotFoundError, a mismatched file ValueError/AssertionError.
+READ_ERRORS = (tf.errors.OpError, IndexError, ValueError, AssertionError, KeyError)
 
 
 def join(*parts: str) -> str:
@@ -64,6 +69,19 @@ def read_json(path: str) -> dict | None:
         return json.loads(f.read())
 
 
+def _set_aside_unreadable_state(model_dir: str) -> None:
+    """Rename a damaged `checkpoint` state file so CheckpointManager can start a new one.
+
+    Kept, not deleted, for whoever wants to see what happened to it.
+    """
+    try:
+        list_checkpoints(model_dir)
+    except ValueError as e:
+        aside = join(model_dir, f"checkpoint.unreadable-{uuid.uuid4().hex[:8]}")
+        log.warning("train | %s; renaming it to %s", e, aside)
+        tf.io.gfile.rename(join(model_dir, "checkpoint"), aside)
+
+
 class CheckpointWriter:
     """Saves on every worker, into the real directory only on the chief."""
 
@@ -74,6 +92,7 @@ class CheckpointWriter:
         if is_chief:
             tf.io.gfile.makedirs(model_dir)
             self.directory = model_dir
+            _set_aside_unreadable_state(model_dir)
         else:
             # Local disk, not the shared volume: non-chief copies are thrown away.
             self.directory = tempfile.mkdtemp(prefix=f"mnist-train-worker{task_index}-")
@@ -164,3 +183,32 @@ def list_checkpoints(model_dir: str) -> list[str]:
     paths = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
     paths = [p if os.path.isabs(p) or "://" in p else join(model_dir, p) for p in paths]
     return sorted(paths, key=lambda p: step_of(p) if step_of(p) is not None else -1)
+
+
+def restore_newest(checkpoint: tf.train.Checkpoint, model_dir: str) -> str | None:
+    """Restore the newest readable checkpoint in `model_dir`; None if there is none.
+
+    A damaged newest checkpoint (storage that lost its last write) falls back
+    to the one before it, loudly. If checkpoints exist but none can be read,
+    raise instead of starting again from step 0 over the top of them.
+    """
+    try:
+        listed = list_checkpoints(model_dir)
+    except ValueError as e:
+        log.warning("train | %s; looking for checkpoint files directly", e)
+        listed = []
+    found = [path[: -len(".index")] for path in
+             tf.io.gfile.glob(join(model_dir, f"{CHECKPOINT_PREFIX}-*.index"))]
+    candidates = sorted({*listed, *found}, key=lambda p: step_of(p) if step_of(p) is not None else -1)
+    for path in reversed(candidates):
+        try:
+            checkpoint.restore(path).assert_existing_objects_matched()
+            return path
+        except READ_ERRORS as e:
+            log.warning("train | cannot restore %s (%s: %s); trying an older checkpoint", path,
+                        type(e).__name__, str(e).splitlines()[0][:300] if str(e) else "")
+    if candidates:
+        raise CheckpointError(f"none of the checkpoints in {model_dir} can be read "
+                              f"({', '.join(os.path.basename(p) for p in candidates)}); "
+                              "move them away to start afresh")
+    return None

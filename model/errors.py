@@ -26,3 +26,7 @@ class ConfigError(MnistTrainError):
 
 class DataError(MnistTrainError):
     """An input file is missing, malformed or fails its checksum."""
+
+
+class CheckpointError(MnistTrainError):
+    """The model directory holds checkpoints, but none can be restored."""

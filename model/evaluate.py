@@ -18,6 +18,7 @@ import time
 import tensorflow as tf
 
 from model import checkpointing
+from model.checkpointing import READ_ERRORS
 from model.data import MnistSplits, Split, load_mnist
 from model.errors import ConfigError
 from model.input_pipeline import eval_dataset
@@ -30,10 +31,6 @@ STATE_FILE = "eval_state.json"
 FINAL_METRICS = "final_metrics.json"
 MAX_READ_ATTEMPTS = 3  # a checkpoint that fails this often is given up on
 
-# What reading a damaged or vanishing checkpoint raises: truncated .data gives
-# IndexError, a zero-byte .index an OpError, a bit flip DataLossError (an
-# OpError), deletion NotFoundError, a mismatched file ValueError/AssertionError.
-READ_ERRORS = (tf.errors.OpError, IndexError, ValueError, AssertionError, KeyError)
 
 
 @dataclasses.dataclass
@@ -189,8 +186,13 @@ class Evaluator:
         final = self.state.results.get(final_step)
         if final is None:
             raise RuntimeError(f"the final checkpoint (step {final_step}) could not be evaluated")
-        self.scorer.restore(final["checkpoint"])
-        test_accuracy, raw_test_accuracy = self.scorer.accuracy(eval_dataset(self.test), len(self.test))
+        try:
+            self.scorer.restore(final["checkpoint"])
+            test_accuracy, raw_test_accuracy = self.scorer.accuracy(eval_dataset(self.test),
+                                                                    len(self.test))
+        except READ_ERRORS as e:  # damaged or removed since its validation pass
+            raise RuntimeError(f"the final checkpoint (step {final_step}) is unreadable: "
+                               f"{type(e).__name__}: {e}") from e
         best_step, best = self.state.best()
         metrics = {"final_step": final_step,
                    "final_validation_accuracy": final["validation_accuracy"],

@@ -18,7 +18,8 @@ import tensorflow as tf
 
 from model import checkpointing
 from model.errors import ConfigError
-from model.evaluate import READ_ERRORS, CheckpointScorer
+from model.checkpointing import READ_ERRORS
+from model.evaluate import CheckpointScorer
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +45,37 @@ class ServingModule(tf.Module):
         return self._outputs(tf.reshape(tf.cast(pixels, tf.float32) / 255.0, [-1, 784]))
 
 
+def _replace_dir(new_dir: str, target: str) -> None:
+    """Move `new_dir` to `target`; an existing target is kept aside until then,
+    so a failed rename loses nothing."""
+    backup = None
+    if tf.io.gfile.exists(target):
+        backup = f"{target.rstrip('/')}.old-{uuid.uuid4().hex[:8]}"
+        tf.io.gfile.rename(target, backup)
+    try:
+        tf.io.gfile.rename(new_dir, target)
+    except BaseException:
+        if backup:
+            tf.io.gfile.rename(backup, target)
+        raise
+    if backup:
+        tf.io.gfile.rmtree(backup)
+
+
 def export(model_dir: str, export_dir: str, *, model: str | None = None,
            checkpoint_path: str | None = None, overwrite: bool = False) -> str:
     """Write a SavedModel of the newest (or given) checkpoint's averaged weights."""
     model = model or checkpointing.run_model_name(model_dir)
     if model is None:
         raise ConfigError(f"--model not given and {model_dir} has no {checkpointing.RUN_CONFIG}")
-    checkpoint_path = checkpoint_path or tf.train.latest_checkpoint(model_dir)
+    if not checkpoint_path:
+        # The newest checkpoint the state file lists, even if its files are gone
+        # (restoring it then fails naming it, rather than exporting an older one).
+        try:
+            listed = checkpointing.list_checkpoints(model_dir)
+        except (ValueError, tf.errors.OpError) as e:
+            raise ConfigError(f"cannot read the checkpoint list in {model_dir}: {e}") from None
+        checkpoint_path = listed[-1] if listed else None
     if not checkpoint_path:
         raise ConfigError(f"no checkpoint in {model_dir} to export")
     if tf.io.gfile.exists(export_dir) and not overwrite:
@@ -63,10 +88,16 @@ def export(model_dir: str, export_dir: str, *, model: str | None = None,
                           f"{str(e).splitlines()[0] if str(e) else ''}") from None
     module = ServingModule(scorer.averaged, step, model)
     tmp_dir = f"{export_dir.rstrip('/')}.tmp-{uuid.uuid4().hex[:8]}"
-    tf.saved_model.save(module, tmp_dir, signatures={
-        "serving_default": module.serve, "predict_pixels": module.serve_pixels})
-    if tf.io.gfile.exists(export_dir):
-        tf.io.gfile.rmtree(export_dir)
-    tf.io.gfile.rename(tmp_dir, export_dir)
+    try:
+        tf.saved_model.save(module, tmp_dir, signatures={
+            "serving_default": module.serve, "predict_pixels": module.serve_pixels})
+        _replace_dir(tmp_dir, export_dir)
+    except BaseException:  # leave no half-written temporary directory behind
+        try:
+            if tf.io.gfile.exists(tmp_dir):
+                tf.io.gfile.rmtree(tmp_dir)
+        except tf.errors.OpError as cleanup_error:
+            log.warning("export | could not remove %s: %s", tmp_dir, cleanup_error)
+        raise
     log.info("export | %s at step %d (moving-average weights) -> %s", model, step, export_dir)
     return export_dir

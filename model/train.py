@@ -198,9 +198,8 @@ def train(config: TrainConfig, *, strategy: tf.distribute.Strategy | None = None
     with strategy.scope():
         state = TrainState(config.model, hp)
     checkpoint = state.checkpoint()
-    latest = tf.train.latest_checkpoint(config.model_dir)
+    latest = checkpointing.restore_newest(checkpoint, config.model_dir)
     if latest:
-        checkpoint.restore(latest).assert_existing_objects_matched()
         log.info("train | restored %s at step %d", latest, int(state.step.numpy()))
     start_step = int(state.step.numpy())
     writer = checkpointing.CheckpointWriter(checkpoint, config.model_dir, is_chief=is_chief,
@@ -284,7 +283,7 @@ def train(config: TrainConfig, *, strategy: tf.distribute.Strategy | None = None
 
     if last_saved_step != step:  # resumed a finished run: make sure the final state is saved
         writer.save(step)
-    final_path = tf.train.latest_checkpoint(config.model_dir) or ""
+    final_path = checkpointing.join(config.model_dir, f"{checkpointing.CHECKPOINT_PREFIX}-{step}")
     if is_chief:
         checkpointing.write_complete_marker(config.model_dir, step, final_path)
     summary_writer.flush()

@@ -1,0 +1,81 @@
+"""The trainer's restore-before-the-loop on damaged model directories (in-process)."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+
+import pytest
+import tensorflow as tf
+
+from model import checkpointing
+from model.config import preset
+from model.data import load_mnist
+from model.errors import CheckpointError, ConfigError
+from model.train import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def datasets():
+    return load_mnist("data/mnist")
+
+
+def config(model_dir, max_steps, model="mlp"):
+    return TrainConfig(model=model, model_dir=str(model_dir),
+                       hparams=dataclasses.replace(preset("default", model), max_steps=max_steps),
+                       save_checkpoints_steps=10, log_every_steps=10, save_summaries_steps=10,
+                       steps_per_loop=10)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, datasets):
+    model_dir = tmp_path_factory.mktemp("trained") / "model"
+    result = train(config(model_dir, 30), strategy=tf.distribute.get_strategy(), datasets=datasets)
+    assert result.final_step == 30
+    return model_dir
+
+
+@pytest.fixture
+def model_dir(trained, tmp_path):
+    copy = tmp_path / "model"
+    shutil.copytree(trained, copy)
+    return copy
+
+
+def resume(model_dir, datasets, max_steps=40):
+    return train(config(model_dir, max_steps), strategy=tf.distribute.get_strategy(), datasets=datasets)
+
+
+def test_resume_continues_from_the_newest_checkpoint(model_dir, datasets):
+    result = resume(model_dir, datasets)
+    assert (result.start_step, result.final_step) == (30, 40)
+    assert checkpointing.read_complete_marker(str(model_dir)) == 40
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00\xff garbage \x13", b"model_checkpoint_path: {"])
+def test_unreadable_state_file_falls_back_to_the_checkpoint_files(model_dir, datasets, content):
+    (model_dir / "checkpoint").write_bytes(content)
+    assert resume(model_dir, datasets).start_step == 30
+
+
+def test_damaged_newest_checkpoint_falls_back_to_the_one_before(model_dir, datasets, caplog):
+    data = next(model_dir.glob("ckpt-30.data-*"))
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    result = resume(model_dir, datasets)
+    assert result.start_step == 20
+    assert "cannot restore" in caplog.text and "ckpt-30" in caplog.text
+
+
+def test_no_readable_checkpoint_is_an_error_not_a_silent_restart(model_dir, datasets):
+    for index in model_dir.glob("ckpt-*.index"):
+        index.write_bytes(b"")
+    before = {p.name: p.read_bytes() for p in model_dir.glob("ckpt-*")}
+    with pytest.raises(CheckpointError, match="none of the checkpoints"):
+        resume(model_dir, datasets)
+    assert {p.name: p.read_bytes() for p in model_dir.glob("ckpt-*")} == before
+
+
+def test_resuming_with_another_network_is_refused(model_dir, datasets):
+    with pytest.raises(ConfigError, match="holds a 'mlp' run"):
+        train(config(model_dir, 40, model="lenet5"), strategy=tf.distribute.get_strategy(),
+              datasets=datasets)
