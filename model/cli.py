@@ -44,15 +44,24 @@ def _default_data_dir() -> str:
     return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "mnist")
 
 
-def _env(name: str, convert=str):
+def _env(name: str, convert=str, minimum=None):
+    """An environment fallback, converted and range-checked; None when unset."""
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return None
     try:
-        return convert(raw)
+        value = convert(raw)
     except ValueError:
         raise ConfigError(f"environment variable {name}={raw!r} is not a valid "
                           f"{convert.__name__}") from None
+    if minimum is not None and not value >= minimum:
+        raise ConfigError(f"environment variable {name}={raw!r} must be >= {minimum}")
+    return value
+
+
+def _first(*values):
+    """The first value that is not None (0 is a value, not a gap)."""
+    return next((v for v in values if v is not None), None)
 
 
 def _positive_int(text: str) -> int:
@@ -106,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=_positive_int,
                    help="examples per worker per step; the global batch is this times the "
                    "number of workers (default from the preset: 100)")
-    t.add_argument("--learning-rate", type=_positive_float, help="base learning rate (default from the preset)")
+    t.add_argument("--learning-rate", type=_positive_float,
+                   help="base learning rate (default from the preset)")
     t.add_argument("--learning-rate-decay", type=_positive_float,
                    help="decay per epoch, staircase (default from the preset)")
     t.add_argument("--momentum", type=float, help="SGD momentum, 0 = plain SGD (default from the preset)")
@@ -136,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--timeout-secs", type=_positive_float,
                    help="exit 1 if no new checkpoint appears for this long (default: wait forever)")
 
-    x = sub.add_parser("export", help="SavedModel of the moving-average weights")
+    x = sub.add_parser("export", help="SavedModel of the moving-average weights",
+                       epilog=ENV_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     x.add_argument("--model", choices=["mlp", "lenet5"], help="default: the model dir's run_config.json")
     x.add_argument("--model-dir", help="checkpoints to export from (env TF_LOGDIR)")
     x.add_argument("--export-dir", required=True, help="where to write the SavedModel")
@@ -155,7 +166,7 @@ def _train(args) -> int:
         raise ConfigError(f"--model (or MNIST_MODEL) must be 'mlp' or 'lenet5', got {model!r}")
     hp = presets.preset(args.preset, model)
     overrides = {
-        "max_steps": args.max_steps if args.max_steps is not None else _env("TF_MAX_STEPS", int),
+        "max_steps": _first(args.max_steps, _env("TF_MAX_STEPS", int, minimum=0)),
         "batch_size": args.batch_size, "learning_rate_base": args.learning_rate,
         "learning_rate_decay": args.learning_rate_decay, "momentum": args.momentum, "seed": args.seed}
     hp = dataclasses.replace(hp, **{k: v for k, v in overrides.items() if v is not None})
@@ -164,8 +175,10 @@ def _train(args) -> int:
         model=model, model_dir=args.model_dir or _env("TF_LOGDIR") or "", hparams=hp,
         data_dir=args.data_dir or _default_data_dir(), verify_data=not args.no_verify,
         save_checkpoints_steps=args.save_checkpoints_steps,
-        save_checkpoints_secs=args.save_checkpoints_secs or _env("TF_SAVE_CHECKPOINTS_SECS", float),
-        save_summaries_steps=args.save_summaries_steps or _env("TF_SAVE_SUMMARIES_STEPS", int) or 100,
+        save_checkpoints_secs=_first(args.save_checkpoints_secs,
+                                     _env("TF_SAVE_CHECKPOINTS_SECS", float, minimum=1e-9)),
+        save_summaries_steps=_first(args.save_summaries_steps,
+                                    _env("TF_SAVE_SUMMARIES_STEPS", int, minimum=1), 100),
         log_every_steps=args.log_every_steps, steps_per_loop=args.steps_per_loop,
         keep_checkpoints=args.keep_checkpoints)
     config.validate()

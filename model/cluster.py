@@ -20,7 +20,8 @@ import dataclasses
 import json
 import logging
 import os
-from typing import Mapping
+import re
+from collections.abc import Mapping
 
 from model.errors import ConfigError
 
@@ -72,15 +73,21 @@ def _parse_tf_config(raw: str) -> dict:
             raise ConfigError(f'TF_CONFIG cluster job {job!r} is not supported by '
                               'MultiWorkerMirroredStrategy; expected "chief" and/or "worker"')
         if not isinstance(addresses, list) or not all(isinstance(a, str) for a in addresses):
-            raise ConfigError(f'TF_CONFIG cluster["{job}"] must be a list of "host:port" strings, got {addresses!r}')
+            raise ConfigError(f'TF_CONFIG cluster["{job}"] must be a list of "host:port" strings, '
+                              f'got {addresses!r}')
         for address in addresses:
             host, _, port = address.rpartition(":")
-            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            if not host or not re.fullmatch(r"[0-9]{1,5}", port) or not 0 < int(port) < 65536:
                 raise ConfigError(f'TF_CONFIG cluster["{job}"] address {address!r} is not "host:port"')
+    if len(cluster.get("chief", [])) > 1:
+        raise ConfigError(f'TF_CONFIG may name at most one "chief", got {cluster["chief"]}')
+    everyone = [a for addresses in cluster.values() for a in addresses]
+    if len(set(everyone)) != len(everyone):
+        raise ConfigError(f"TF_CONFIG lists an address twice: {everyone}")
     if not isinstance(task, dict):
         raise ConfigError('TF_CONFIG needs a "task" object with "type" and "index"')
     task_type, task_index = task.get("type"), task.get("index")
-    if task_type not in cluster:
+    if not isinstance(task_type, str) or task_type not in cluster:
         raise ConfigError(f'TF_CONFIG task type {task_type!r} is not a job of the cluster {sorted(cluster)}')
     if not isinstance(task_index, int) or isinstance(task_index, bool) \
             or not 0 <= task_index < len(cluster[task_type]):

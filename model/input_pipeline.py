@@ -10,7 +10,7 @@ shuffle buffer has to be checkpointed.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf

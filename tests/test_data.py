@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import functools
 import gzip
 import hashlib
@@ -147,7 +149,7 @@ def test_arrays_are_read_only(real: data.MnistSplits) -> None:
             assert not arr.flags.writeable
             with pytest.raises(ValueError):
                 arr[0] = 1
-    with pytest.raises(Exception):  # frozen dataclass
+    with pytest.raises(dataclasses.FrozenInstanceError):
         real.train.images = np.zeros(1)  # type: ignore[misc]
 
 

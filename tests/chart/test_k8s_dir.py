@@ -25,7 +25,8 @@ def test_k8s_matches_helm_template(renderer):
 
 def test_render_script_check_mode(helm):
     result = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "render_k8s.sh"), "--check"],
-                            check=False, capture_output=True, text=True, env={"HELM": helm, "PATH": "/usr/bin:/bin"})
+                            check=False, capture_output=True, text=True,
+                            env={"HELM": helm, "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -46,7 +47,8 @@ def test_kustomize_build(kubectl):
     assert result.returncode == 0, result.stderr
     built = [d for d in yaml.safe_load_all(result.stdout) if d]
     docs = [d for d in yaml.safe_load_all(RENDERED.read_text()) if d]
-    key = lambda d: (d["kind"], d["metadata"]["name"])
+    def key(d):
+        return d["kind"], d["metadata"]["name"]
     assert sorted(map(key, built)) == sorted([("Namespace", NAMESPACE)] + [key(d) for d in docs])
     rendered = {key(d): d for d in docs}
     for doc in built:

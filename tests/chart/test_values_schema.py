@@ -72,7 +72,8 @@ def test_every_value_is_documented():
         if isinstance(node, dict) and sch.get("properties") is not None:
             for key, value in node.items():
                 assert key in sch["properties"], f"{path}/{key} missing from the schema"
-                assert key[0].islower() and "_" not in key and "-" not in key, f"{path}/{key} is not camelCase"
+                assert key[0].islower() and "_" not in key and "-" not in key, \
+                    f"{path}/{key} is not camelCase"
                 walk(value, sch["properties"][key], f"{path}/{key}")
 
     walk(values, schema, "")
