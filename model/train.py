@@ -177,6 +177,13 @@ def train(config: TrainConfig, *, strategy: tf.distribute.Strategy | None = None
     by SIGTERM. Raises `Preempted` after saving if the stop flag is raised.
     """
     config.validate()
+    # From here on SIGTERM only raises a flag that the workers agree on at the
+    # next loop call: a worker must not vanish between two collectives.
+    with SigtermFlag() as sigterm:
+        return _train(config, strategy, datasets, is_chief, stop_event or sigterm)
+
+
+def _train(config: TrainConfig, strategy, datasets, is_chief, stop: threading.Event) -> TrainResult:
     hp = config.hparams
     if strategy is None:
         from model.cluster import create_strategy
@@ -227,59 +234,57 @@ def train(config: TrainConfig, *, strategy: tf.distribute.Strategy | None = None
              "chief %s", config.model, step, hp.max_steps, global_batch,
              strategy.num_replicas_in_sync, is_chief)
 
-    with SigtermFlag() as sigterm:
-        stop = stop_event or sigterm
-        while step < hp.max_steps:
-            boundaries = [hp.max_steps, _next_boundary(step, config.save_summaries_steps),
-                          _next_boundary(step, config.log_every_steps),
-                          _next_boundary(step, config.save_checkpoints_steps),
-                          step + config.steps_per_loop]
-            num_steps = min(b for b in boundaries if b is not None) - step
-            save_due = (config.save_checkpoints_secs is not None and is_chief
-                        and time.monotonic() - last_save_time >= config.save_checkpoints_secs)
-            flags = tf.constant([float(save_due), float(stop.is_set())])
-            t0 = time.monotonic()
-            loss_sum, correct_sum, lr, agreed = train_loop(
-                iterator, tf.constant(num_steps, tf.int64), flags)
-            agreed = agreed.numpy()
-            elapsed = time.monotonic() - t0
-            step += num_steps
-            if not logged_compile:  # the first call includes tracing: keep it out of img/s
-                logged_compile = True
-                log.info("train | compiled and ran %d step(s) in %.1f s", num_steps, elapsed)
-            else:
-                total_images += num_steps * global_batch
-                total_time += elapsed
-            window_steps += num_steps
+    while step < hp.max_steps:
+        boundaries = [hp.max_steps, _next_boundary(step, config.save_summaries_steps),
+                      _next_boundary(step, config.log_every_steps),
+                      _next_boundary(step, config.save_checkpoints_steps),
+                      step + config.steps_per_loop]
+        num_steps = min(b for b in boundaries if b is not None) - step
+        save_due = (config.save_checkpoints_secs is not None and is_chief
+                    and time.monotonic() - last_save_time >= config.save_checkpoints_secs)
+        flags = tf.constant([float(save_due), float(stop.is_set())])
+        t0 = time.monotonic()
+        loss_sum, correct_sum, lr, agreed = train_loop(
+            iterator, tf.constant(num_steps, tf.int64), flags)
+        agreed = agreed.numpy()
+        elapsed = time.monotonic() - t0
+        step += num_steps
+        if not logged_compile:  # the first call includes tracing: keep it out of img/s
+            logged_compile = True
+            log.info("train | compiled and ran %d step(s) in %.1f s", num_steps, elapsed)
+        else:
+            total_images += num_steps * global_batch
+            total_time += elapsed
+        window_steps += num_steps
 
-            if step % config.save_summaries_steps == 0 or step == hp.max_steps:
-                now = time.monotonic()
-                rate = window_steps * global_batch / max(now - window_start, 1e-9)
-                window_start, window_steps = now, 0
-                loss = float(loss_sum) / num_steps
-                accuracy = float(correct_sum) / (num_steps * global_batch)
-                with summary_writer.as_default(step=step):
-                    tf.summary.scalar("loss", loss)
-                    tf.summary.scalar("learning_rate", float(lr))
-                    tf.summary.scalar("batch_accuracy", accuracy)
-                    tf.summary.scalar("images_per_sec", rate)
-                if step % config.log_every_steps == 0 or step == hp.max_steps:
-                    log.info("train | step %d | loss %.4f | batch acc %.4f | lr %.5f | %.0f img/s",
-                             step, loss, accuracy, float(lr), rate)
+        if step % config.save_summaries_steps == 0 or step == hp.max_steps:
+            now = time.monotonic()
+            rate = window_steps * global_batch / max(now - window_start, 1e-9)
+            window_start, window_steps = now, 0
+            loss = float(loss_sum) / num_steps
+            accuracy = float(correct_sum) / (num_steps * global_batch)
+            with summary_writer.as_default(step=step):
+                tf.summary.scalar("loss", loss)
+                tf.summary.scalar("learning_rate", float(lr))
+                tf.summary.scalar("batch_accuracy", accuracy)
+                tf.summary.scalar("images_per_sec", rate)
+            if step % config.log_every_steps == 0 or step == hp.max_steps:
+                log.info("train | step %d | loss %.4f | batch acc %.4f | lr %.5f | %.0f img/s",
+                         step, loss, accuracy, float(lr), rate)
 
-            save_now = (agreed[_SAVE] > 0 or agreed[_STOP] > 0 or step == hp.max_steps
-                        or (config.save_checkpoints_steps is not None
-                            and step % config.save_checkpoints_steps == 0))
-            if save_now and step != last_saved_step:
-                path = writer.save(step)
-                last_saved_step, last_save_time = step, time.monotonic()
-                if is_chief:
-                    log.info("train | step %d | saved %s", step, path)
-            if agreed[_STOP] > 0 and step < hp.max_steps:
-                summary_writer.flush()
-                writer.close()
-                log.warning("train | step %d | SIGTERM: checkpoint saved, exiting for restart", step)
-                raise Preempted(step)
+        save_now = (agreed[_SAVE] > 0 or agreed[_STOP] > 0 or step == hp.max_steps
+                    or (config.save_checkpoints_steps is not None
+                        and step % config.save_checkpoints_steps == 0))
+        if save_now and step != last_saved_step:
+            path = writer.save(step)
+            last_saved_step, last_save_time = step, time.monotonic()
+            if is_chief:
+                log.info("train | step %d | saved %s", step, path)
+        if agreed[_STOP] > 0 and step < hp.max_steps:
+            summary_writer.flush()
+            writer.close()
+            log.warning("train | step %d | SIGTERM: checkpoint saved, exiting for restart", step)
+            raise Preempted(step)
 
     if last_saved_step != step:  # resumed a finished run: make sure the final state is saved
         writer.save(step)
