@@ -21,6 +21,7 @@ ENV_HELP = """
 environment variables (used when the flag is not given):
   MNIST_MODEL               --model
   MNIST_DATA_DIR            --data-dir
+  MNIST_DATA_CACHE_DIR      --data-cache-dir
   TF_LOGDIR                 --model-dir (the Caicloud tutorial's name)
   TF_MAX_STEPS              --max-steps
   TF_SAVE_CHECKPOINTS_SECS  --save-checkpoints-secs
@@ -59,6 +60,15 @@ def _env(name: str, convert=str, minimum=None):
     return value
 
 
+def _stage_data(data_dir: str, args) -> str:
+    """A gs:// data dir is downloaded into a verified local cache (model/gcs.py)."""
+    if data_dir.startswith("gs://"):
+        from model.gcs import stage_mnist
+        return stage_mnist(data_dir, args.data_cache_dir or _env("MNIST_DATA_CACHE_DIR"),
+                           verify=not args.no_verify)
+    return data_dir
+
+
 def _first(*values):
     """The first value that is not None (0 is a value, not a gap)."""
     return next((v for v in values if v is not None), None)
@@ -90,8 +100,11 @@ def _add_common(p: argparse.ArgumentParser, *, model_required: bool) -> None:
                    help="network: the 784-500-10 MLP or LeNet-5 (env MNIST_MODEL)"
                    + ("" if model_required else "; default: the model dir's run_config.json"))
     p.add_argument("--model-dir", help="checkpoints and summaries; local path or gs:// (env TF_LOGDIR)")
-    p.add_argument("--data-dir", help="directory with the four MNIST IDX files, .gz or not; "
-                   "any tf.io.gfile path (env MNIST_DATA_DIR; default: the bundled copy)")
+    p.add_argument("--data-dir", help="directory with the four MNIST IDX files, .gz or not; a local "
+                   "path, or gs://bucket/prefix: downloaded into a verified local cache first "
+                   "(env MNIST_DATA_DIR; default: the bundled copy)")
+    p.add_argument("--data-cache-dir", help="cache of gs:// data, files under <bucket>/<prefix>/ "
+                   "(env MNIST_DATA_CACHE_DIR; default: $TMPDIR/mnist-train-data)")
     p.add_argument("--no-verify", action="store_true",
                    help="skip the SHA-256 check of the MNIST files (for custom data)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -145,12 +158,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how often to look for new checkpoints (default: %(default)s)")
     e.add_argument("--timeout-secs", type=_positive_float,
                    help="exit 1 if no new checkpoint appears for this long (default: wait forever)")
+    e.add_argument("--export-best-to", metavar="DIR",
+                   help="once training has ended, export the checkpoint with the best validation "
+                   "accuracy as a SavedModel to DIR, local or gs:// (replaces what is there)")
 
     x = sub.add_parser("export", help="SavedModel of the moving-average weights",
                        epilog=ENV_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     x.add_argument("--model", choices=["mlp", "lenet5"], help="default: the model dir's run_config.json")
     x.add_argument("--model-dir", help="checkpoints to export from (env TF_LOGDIR)")
-    x.add_argument("--export-dir", required=True, help="where to write the SavedModel")
+    x.add_argument("--export-dir", required=True, help="where to write the SavedModel, local or "
+                   "gs:// (a gs:// export is complete once its export_complete.json exists)")
     x.add_argument("--checkpoint", help="a checkpoint path (default: the newest)")
     x.add_argument("--overwrite", action="store_true", help="replace an existing export")
     x.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -183,6 +200,7 @@ def _train(args) -> int:
         keep_checkpoints=args.keep_checkpoints)
     config.validate()
     cluster = resolve_cluster()  # before TensorFlow starts: a bad TF_CONFIG fails fast
+    config = dataclasses.replace(config, data_dir=_stage_data(config.data_dir, args))
     log.info("config | %s", _describe(config))
     strategy = create_strategy(cluster, collective_timeout_secs=args.collective_timeout_secs)
     from model.train import Preempted, train
@@ -209,8 +227,17 @@ def _evaluate(args) -> int:
         eval_interval_secs=args.eval_interval_secs, timeout_secs=args.timeout_secs,
         verify_data=not args.no_verify)
     config.validate()
+    if args.export_best_to and args.export_best_to.startswith("gs://"):
+        from model.gcs import make_client, parse_uri
+        parse_uri(args.export_best_to)  # bad URI or no credentials: fail now, not hours later
+        make_client()
+    config.data_dir = _stage_data(config.data_dir, args)
     log.info("config | %s", _describe(config))
     metrics = evaluate(config)
+    if metrics is not None and args.export_best_to:
+        from model.export import export_best
+        export_best(config.model_dir, config.resolved_eval_dir(), args.export_best_to,
+                    model=config.model)
     return EXIT_OK if metrics is not None else EXIT_FAILURE
 
 

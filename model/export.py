@@ -6,7 +6,8 @@ Signatures:
 each returning logits [N, 10], probabilities [N, 10] and classes int64 [N].
 
 The SavedModel is written to a temporary sibling directory and renamed into
-place, so a reader never sees half an export.
+place, so a reader never sees half an export. A gs:// export directory is
+written locally and published by model/gcs.py (reader contract there).
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ import uuid
 import tensorflow as tf
 
 from model import checkpointing
-from model.errors import ConfigError
+from model.errors import CheckpointError, ConfigError
 from model.checkpointing import READ_ERRORS
-from model.evaluate import CheckpointScorer
+from model.evaluate import CheckpointScorer, EvalState
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,10 @@ def _replace_dir(new_dir: str, target: str) -> None:
 def export(model_dir: str, export_dir: str, *, model: str | None = None,
            checkpoint_path: str | None = None, overwrite: bool = False) -> str:
     """Write a SavedModel of the newest (or given) checkpoint's averaged weights."""
+    if export_dir.startswith("gs://"):
+        from model.gcs import publish_export
+        return publish_export(model_dir, export_dir, model=model, checkpoint_path=checkpoint_path,
+                              overwrite=overwrite)
     model = model or checkpointing.run_model_name(model_dir)
     if model is None:
         raise ConfigError(f"--model not given and {model_dir} has no {checkpointing.RUN_CONFIG}")
@@ -101,3 +106,28 @@ def export(model_dir: str, export_dir: str, *, model: str | None = None,
         raise
     log.info("export | %s at step %d (moving-average weights) -> %s", model, step, export_dir)
     return export_dir
+
+
+def export_best(model_dir: str, eval_dir: str, export_dir: str, *, model: str | None = None) -> str:
+    """Export the evaluated checkpoint with the best validation accuracy (the
+    newest on ties), replacing `export_dir`. A best checkpoint that the trainer
+    has since deleted (it keeps the newest few) gives way to the next best."""
+    results = EvalState(eval_dir).results
+    ranked = sorted(results.items(), key=lambda kv: (kv[1]["validation_accuracy"], kv[0]), reverse=True)
+    for rank, (step, result) in enumerate(ranked):
+        path = result["checkpoint"]
+        if not tf.io.gfile.exists(path + ".index"):
+            log.warning("export | best-but-%d checkpoint %s (step %d) is gone; trying the next",
+                        rank, path, step)
+            continue
+        try:
+            tf.train.load_checkpoint(path)  # a damaged one is skipped; other errors propagate
+        except READ_ERRORS as e:
+            log.warning("export | cannot read %s (%s); trying the next", path, type(e).__name__)
+            continue
+        export(model_dir, export_dir, model=model, checkpoint_path=path, overwrite=True)
+        log.info("export | best checkpoint: step %d, validation accuracy %g%s -> %s", step,
+                 result["validation_accuracy"], "" if rank == 0 else f" (rank {rank + 1})", export_dir)
+        return export_dir
+    raise CheckpointError(f"no evaluated checkpoint of {model_dir} is left to export "
+                          f"({len(ranked)} evaluated, see {eval_dir})")

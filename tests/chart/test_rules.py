@@ -256,6 +256,8 @@ def test_same_image_and_model_dir_everywhere(scenarios, scenario):
     assert set(dirs.values()) == {model_dir}, dirs
     expected_components = {"trainer"} | {c for c in ("evaluator", "tensorboard")
                                          if values[c]["enabled"]}
+    if values["tests"]["enabled"]:  # the `helm test` hook checks the same model dir
+        expected_components.add("test")
     assert set(dirs) == expected_components
 
 
@@ -498,7 +500,7 @@ def test_evaluator_job_name_and_component_switches(scenarios):
     assert pod["restartPolicy"] == "Never"
     assert pod["containers"][0]["args"][0] == "evaluate"
     only_trainer = scenarios["trainer-only"]
-    assert {p.component for p in all_pods(only_trainer.docs)} == {"trainer"}
+    assert {p.component for p in all_pods(only_trainer.docs)} == {"trainer", "test"}  # + helm test hook
     assert not only_trainer.find("Job", "mnist-train-evaluator")
 
 

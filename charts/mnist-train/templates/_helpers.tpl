@@ -113,6 +113,10 @@ within 63 characters.
 {{- printf "%s-tensorboard" (include "mnist-train.fullname" . | trunc 51 | trimSuffix "-") }}
 {{- end }}
 
+{{- define "mnist-train.testName" -}}
+{{- printf "%s-test" (include "mnist-train.fullname" . | trunc 58 | trimSuffix "-") }}
+{{- end }}
+
 {{- define "mnist-train.pvcName" -}}
 {{- if .Values.storage.pvc.existingClaim }}
 {{- .Values.storage.pvc.existingClaim }}
@@ -191,7 +195,7 @@ Where a GCS key file Secret is mounted.
 {{- end }}
 
 {{/*
-Volumes of a pod: (dict "ctx" $ "role" "trainer"|"evaluator"|"tensorboard").
+Volumes of a pod: (dict "ctx" $ "role" "trainer"|"evaluator"|"tensorboard"|"test").
 Every pod gets a private /tmp; on pvc every pod gets the claim; on gcs with a
 key file Secret every pod gets the Secret.
 */}}
@@ -204,7 +208,7 @@ key file Secret every pod gets the Secret.
 - name: models
   persistentVolumeClaim:
     claimName: {{ include "mnist-train.pvcName" $ctx }}
-    {{- if eq .role "tensorboard" }}
+    {{- if has .role (list "tensorboard" "test") }}
     readOnly: true
     {{- end }}
 {{- else if $ctx.Values.storage.gcs.existingSecret }}
@@ -222,8 +226,8 @@ key file Secret every pod gets the Secret.
 Volume mounts of a container: (dict "ctx" $ "role" ...). Each mounts only
 this release's directory of the claim (subPath). Only the trainer mounts the
 model directory writable; the evaluator mounts it read-only plus its `eval`
-subdirectory writable (two mounts of one volume); TensorBoard mounts it
-read-only (and its claim read-only).
+subdirectory writable (two mounts of one volume); TensorBoard and the
+`helm test` hook mount it read-only (and their claim read-only).
 */}}
 {{- define "mnist-train.volumeMounts" -}}
 {{- $ctx := .ctx }}
