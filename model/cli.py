@@ -149,6 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="checkpoints kept in the model dir (default: %(default)s)")
     t.add_argument("--collective-timeout-secs", type=_positive_float, default=120.0,
                    help="fail an all-reduce that waits longer than this for a peer (default: %(default)s)")
+    t.add_argument("--startup-timeout-secs", type=_positive_float, default=600.0,
+                   help="kill this worker (exit 137) if not every worker has joined the cluster "
+                   "after this long, so a frozen or missing peer fails the group instead of "
+                   "hanging it (default: %(default)s)")
 
     e = sub.add_parser("evaluate", help="poll the model dir and report validation accuracy",
                        epilog=ENV_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -202,7 +206,8 @@ def _train(args) -> int:
     cluster = resolve_cluster()  # before TensorFlow starts: a bad TF_CONFIG fails fast
     config = dataclasses.replace(config, data_dir=_stage_data(config.data_dir, args))
     log.info("config | %s", _describe(config))
-    strategy = create_strategy(cluster, collective_timeout_secs=args.collective_timeout_secs)
+    strategy = create_strategy(cluster, collective_timeout_secs=args.collective_timeout_secs,
+                               startup_timeout_secs=args.startup_timeout_secs)
     from model.train import Preempted, train
     try:
         train(config, strategy=strategy, is_chief=cluster.is_chief)

@@ -21,6 +21,8 @@ import json
 import logging
 import os
 import re
+import subprocess
+import sys
 from collections.abc import Mapping
 
 from model.errors import ConfigError
@@ -29,6 +31,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_WORKER_PORT = 2222
 DEFAULT_COLLECTIVE_TIMEOUT_SECS = 120.0
+DEFAULT_STARTUP_TIMEOUT_SECS = 600.0
 
 ENV_INDEX = "JOB_COMPLETION_INDEX"
 ENV_NUM_WORKERS = "MNIST_NUM_WORKERS"
@@ -138,8 +141,37 @@ def resolve_cluster(environ: Mapping[str, str] | None = None) -> ClusterInfo:
     return ClusterInfo(config, task["type"], task["index"], num_workers, source)
 
 
+_WATCHDOG = r"""
+import os, signal, sys
+parent, timeout = int(sys.argv[1]), float(sys.argv[2])
+import select
+if not select.select([sys.stdin], [], [], timeout)[0]:  # no word from the parent in time
+    print(f"cluster | not every worker joined within {timeout:.0f} s (--startup-timeout-secs); "
+          "killing this worker so the group can be restarted", flush=True)
+    os.kill(parent, signal.SIGKILL)
+"""
+
+
+def _start_watchdog(timeout: float) -> subprocess.Popen:
+    """A separate process that kills this one unless stopped within `timeout`.
+
+    Not a thread: while MultiWorkerMirroredStrategy waits for its peers the
+    main thread sits in TensorFlow holding the GIL, and TensorFlow's own
+    SIGTERM handler swallows SIGTERM, so nothing inside this process can act.
+    """
+    return subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(timeout)],
+                            stdin=subprocess.PIPE)
+
+
+def _stop_watchdog(watchdog: subprocess.Popen) -> None:
+    watchdog.stdin.write(b"started\n")
+    watchdog.stdin.close()
+    watchdog.wait()
+
+
 def create_strategy(cluster: ClusterInfo | None = None,
-                    collective_timeout_secs: float = DEFAULT_COLLECTIVE_TIMEOUT_SECS):
+                    collective_timeout_secs: float = DEFAULT_COLLECTIVE_TIMEOUT_SECS,
+                    startup_timeout_secs: float | None = DEFAULT_STARTUP_TIMEOUT_SECS):
     """A MultiWorkerMirroredStrategy for `cluster` (resolved from the environment if None).
 
     Must run before any other TensorFlow op in the process: collective ops are
@@ -164,8 +196,17 @@ def create_strategy(cluster: ClusterInfo | None = None,
         # has no TF_CONFIG of its own, so write the one we built.
         os.environ["TF_CONFIG"] = json.dumps(cluster.tf_config)
         resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
-    strategy = tf.distribute.MultiWorkerMirroredStrategy(
-        cluster_resolver=resolver, communication_options=options)
+    # MultiWorkerMirroredStrategy waits for every worker forever: a worker that
+    # is frozen or never scheduled would hang the group instead of failing it.
+    watchdog = None
+    if resolver is not None and startup_timeout_secs:
+        watchdog = _start_watchdog(startup_timeout_secs)
+    try:
+        strategy = tf.distribute.MultiWorkerMirroredStrategy(
+            cluster_resolver=resolver, communication_options=options)
+    finally:
+        if watchdog is not None:
+            _stop_watchdog(watchdog)
     log.info("cluster | %s | task %s:%d of %d workers | %s all-reduce | %d replica(s) in sync",
              cluster.source, cluster.task_type, cluster.task_index, cluster.num_workers,
              "NCCL" if gpus else "RING", strategy.num_replicas_in_sync)

@@ -264,20 +264,23 @@ def _train(config: TrainConfig, strategy, datasets, is_chief, stop: threading.Ev
             total_time += elapsed
         window_steps += num_steps
 
-        if step % config.save_summaries_steps == 0 or step == hp.max_steps:
+        summarize = step % config.save_summaries_steps == 0 or step == hp.max_steps
+        report = step % config.log_every_steps == 0 or step == hp.max_steps
+        if summarize or report:
             now = time.monotonic()
             rate = window_steps * global_batch / max(now - window_start, 1e-9)
             window_start, window_steps = now, 0
-            loss = float(loss_sum) / num_steps
+            loss = float(loss_sum) / num_steps  # mean over this loop call's steps
             accuracy = float(correct_sum) / (num_steps * global_batch)
+        if summarize:
             with summary_writer.as_default(step=step):
                 tf.summary.scalar("loss", loss)
                 tf.summary.scalar("learning_rate", float(lr))
                 tf.summary.scalar("batch_accuracy", accuracy)
                 tf.summary.scalar("images_per_sec", rate)
-            if step % config.log_every_steps == 0 or step == hp.max_steps:
-                log.info("train | step %d | loss %.4f | batch acc %.4f | lr %.5f | %.0f img/s",
-                         step, loss, accuracy, float(lr), rate)
+        if report:
+            log.info("train | step %d | loss %.4f | batch acc %.4f | lr %.5f | %.0f img/s",
+                     step, loss, accuracy, float(lr), rate)
 
         save_now = (agreed[_SAVE] > 0 or agreed[_STOP] > 0 or step == hp.max_steps
                     or (config.save_checkpoints_steps is not None

@@ -119,3 +119,16 @@ def test_resumed_training_matches_an_uninterrupted_run_step_for_step(tmp_path):
         interrupted.stop_all()
     assert restored_step(part2.output()) == 100
     assert done_line(part2) == done_line(run)
+
+
+def test_a_worker_whose_peers_never_join_gives_up_after_the_startup_timeout(tmp_path):
+    cluster = Cluster(tmp_path, workers=2, train_args=[*MLP_ARGS, "--max-steps", "100",
+                                                       "--startup-timeout-secs", "5"])
+    try:
+        lone = cluster.start_workers()[0]
+        cluster.procs[1].kill()  # worker 1 never joins
+        code = lone.wait(120)
+    finally:
+        cluster.stop_all()
+    assert code == -signal.SIGKILL
+    assert "not every worker joined within 5 s" in lone.output()

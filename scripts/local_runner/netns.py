@@ -1,0 +1,200 @@
+"""Per-run network namespaces: one per worker pod plus a bridge, nothing on the host.
+
+Like Kubernetes, every worker gets its own network namespace, so all of them
+can listen on the chart's port (2222) at once. The namespaces of a run are
+
+    mlr-<pid>-<start>-net   a bridge `br0` (and loopback), no address
+    mlr-<pid>-<start>-p<i>  the pod's `eth0` (a veth whose peer sits on br0,
+                            address 10.244.0.<10+i>/24) and loopback
+
+where <pid> and <start> identify the runner process (its pid and start time
+in clock ticks), so a later run can tell a dead runner's leftovers from a
+live one's. Both ends of every veth are created directly inside those
+namespaces (`ip -n`): no link, address or route is ever added to the host's
+namespace, and the 10.244.0.0/24 addresses exist only in them. Pods reach
+each other through the bridge and nothing else.
+
+Name resolution: each pod gets a hosts file, bind-mounted over /etc/hosts in
+its private mount namespace, with the headless Service's records for every
+worker (and its own name, as the kubelet writes it), and a resolv.conf whose
+only nameserver is the pod's own loopback, where nothing listens.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import secrets
+import subprocess
+from pathlib import Path
+
+from scripts.local_runner.manifest import NetworkSlot
+
+PREFIX = "mlr"
+NETNS_DIR = Path("/run/netns")
+SUBNET = "10.244.0"
+FIRST_HOST = 10
+MAX_SLOTS = 200
+
+
+class NetnsError(Exception):
+    pass
+
+
+def _start_ticks(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name may contain spaces and parentheses: split after the last ')'.
+    fields = stat.rsplit(")", 1)[1].split()
+    return int(fields[19])  # field 22 of stat, counted after pid and comm
+
+
+def new_run_id() -> str:
+    """<pid>-<start time base 36>-<4 hex>: unique, and tells whether its runner still lives."""
+    pid = os.getpid()
+    return f"{pid}-{_b36(_start_ticks(pid) or 0)}-{secrets.token_hex(2)}"
+
+
+def _b36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+        if n == 0:
+            return out
+
+
+_NAME = re.compile(rf"^{PREFIX}-(\d+)-([0-9a-z]+)-([0-9a-f]+)-(\w+)$")
+
+
+def run_alive(run_id: str) -> bool:
+    match = re.fullmatch(r"(\d+)-([0-9a-z]+)-[0-9a-f]+", run_id)
+    if not match:
+        return False
+    ticks = _start_ticks(int(match.group(1)))
+    return ticks is not None and _b36(ticks) == match.group(2)
+
+
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
+    if check and result.returncode != 0:
+        raise NetnsError(f"`ip {' '.join(args)}` failed: {result.stderr.strip()}")
+    return result
+
+
+def list_namespaces() -> list[str]:
+    result = _ip("netns", "list", check=False)
+    return [line.split()[0] for line in result.stdout.splitlines() if line.strip()]
+
+
+def runner_namespaces(run_id: str | None = None) -> list[str]:
+    """Namespaces made by local runners (of one run, if given)."""
+    out = []
+    for name in list_namespaces():
+        match = _NAME.match(name)
+        if match and (run_id is None or "-".join(match.group(1, 2, 3)) == run_id):
+            out.append(name)
+    return out
+
+
+def delete_run(run_id: str) -> list[str]:
+    """Delete every namespace of a run (idempotent). Returns what was deleted."""
+    deleted = []
+    # Pod namespaces first (deleting them removes their veths), the bridge last.
+    for name in sorted(runner_namespaces(run_id), key=lambda n: n.endswith("-net")):
+        if _ip("netns", "delete", name, check=False).returncode == 0:
+            deleted.append(name)
+    return deleted
+
+
+def cleanup_stale() -> list[str]:
+    """Delete the namespaces of runners that no longer exist (crashed or SIGKILLed)."""
+    deleted = []
+    runs = {"-".join(_NAME.match(n).group(1, 2, 3)) for n in runner_namespaces()}
+    for run_id in sorted(runs):
+        if not run_alive(run_id):
+            deleted += delete_run(run_id)
+    return deleted
+
+
+@dataclasses.dataclass
+class PodNetwork:
+    run_id: str
+    files_dir: Path
+    namespace: str  # Kubernetes namespace, for the resolv.conf search list
+    slots: list[NetworkSlot] = dataclasses.field(default_factory=list)
+    created: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def bridge_ns(self) -> str:
+        return f"{PREFIX}-{self.run_id}-net"
+
+    def pod_ns(self, i: int) -> str:
+        return f"{PREFIX}-{self.run_id}-p{i}"
+
+    def netns_path(self, slot_key: str) -> str:
+        return str(NETNS_DIR / self.pod_ns(self._index(slot_key)))
+
+    def _index(self, slot_key: str) -> int:
+        for i, slot in enumerate(self.slots):
+            if slot.key == slot_key:
+                return i
+        raise KeyError(slot_key)
+
+    def hosts_file(self, slot_key: str) -> Path:
+        return self.files_dir / f"hosts-p{self._index(slot_key)}"
+
+    @property
+    def resolv_conf(self) -> Path:
+        return self.files_dir / "resolv.conf"
+
+    def create(self, slots: list[NetworkSlot]) -> list[NetworkSlot]:
+        if len(slots) > MAX_SLOTS:
+            raise NetnsError(f"at most {MAX_SLOTS} worker pods per run")
+        self.slots = [dataclasses.replace(s, address=f"{SUBNET}.{FIRST_HOST + i}")
+                      for i, s in enumerate(slots)]
+        self._add(self.bridge_ns)
+        _ip("-n", self.bridge_ns, "link", "set", "lo", "up")
+        _ip("-n", self.bridge_ns, "link", "add", "br0", "type", "bridge")
+        _ip("-n", self.bridge_ns, "link", "set", "br0", "up")
+        for i, slot in enumerate(self.slots):
+            ns = self.pod_ns(i)
+            self._add(ns)
+            _ip("-n", ns, "link", "set", "lo", "up")
+            _ip("-n", self.bridge_ns, "link", "add", f"p{i}", "type", "veth", "peer", "name", "eth0",
+                "netns", ns)
+            _ip("-n", self.bridge_ns, "link", "set", f"p{i}", "master", "br0")
+            _ip("-n", self.bridge_ns, "link", "set", f"p{i}", "up")
+            _ip("-n", ns, "addr", "add", f"{slot.address}/24", "dev", "eth0")
+            _ip("-n", ns, "link", "set", "eth0", "up")
+        self._write_files()
+        return self.slots
+
+    def _add(self, name: str) -> None:
+        _ip("netns", "add", name)
+        self.created.append(name)
+
+    def _write_files(self) -> None:
+        self.files_dir.mkdir(parents=True, exist_ok=True)
+        records = [f"{s.address}\t{' '.join(s.dns_names)}" for s in self.slots]
+        for slot in self.slots:
+            fqdn = max(slot.dns_names, key=len) if slot.dns_names else slot.hostname
+            self.hosts_file(slot.key).write_text(
+                f"# /etc/hosts of the pod {slot.hostname} (local runner {self.run_id}):\n"
+                "# its own name as the kubelet writes it, then the headless Service's records.\n"
+                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                f"{slot.address}\t{fqdn} {slot.hostname}\n" + "\n".join(records) + "\n")
+        self.resolv_conf.write_text(
+            "# No DNS server: every name a pod needs is in its /etc/hosts; nothing listens on the\n"
+            "# pod's loopback, so any other lookup fails at once and never leaves the namespace.\n"
+            f"search {self.namespace}.svc.cluster.local svc.cluster.local cluster.local\n"
+            "nameserver 127.0.0.1\noptions attempts:1 timeout:1\n")
+
+    def teardown(self) -> list[str]:
+        deleted = delete_run(self.run_id)
+        self.created = []
+        return deleted

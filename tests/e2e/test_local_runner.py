@@ -1,0 +1,360 @@
+"""End to end: the rendered chart, run by the local runner, trains, fails and recovers for real.
+
+Every test runs `python -m scripts.local_runner` on the chart (real
+`python -m model` workers under MultiWorkerMirroredStrategy, each in its own
+network namespace, the evaluator Job and TensorBoard), with the MLP and short
+schedules for speed, and checks what the run's summary.json, its pod logs
+and its model directory say. After every run no process and no network
+namespace may be left (the `local_run` fixture checks).
+
+Accuracy thresholds: the MLP reaches about 0.98 validation accuracy after
+800-1000 steps of global batch 200; the tests require test accuracy >= 0.96.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from scripts.local_runner import netns
+from tests.e2e.conftest import (FAST, REPO_ROOT, LocalRun, checkpoint_steps, generations,
+                                processes_mentioning, runner_prerequisites, unavailable)
+
+pytestmark = pytest.mark.slow
+
+MIN_TEST_ACCURACY = 0.96
+RUN_TIMEOUT = 600  # generous: other CPU-heavy tests may share the two cores
+
+
+def trainer_pods(run: LocalRun) -> list[dict]:
+    return run.pods("trainer")
+
+
+def assert_trained_to(run: LocalRun, final_step: int) -> dict:
+    summary = run.summary()
+    assert summary["training"]["final_step"] == final_step, run.tail()
+    final = summary["evaluation"]["final"]
+    assert final and final["final_step"] == final_step, f"no final evaluation; {run.tail()}"
+    assert final["test_accuracy"] >= MIN_TEST_ACCURACY, final
+    metrics = json.loads((run.model_dir() / "eval" / "final_metrics.json").read_text())
+    assert metrics["final_step"] == final_step and metrics["test_accuracy"] == final["test_accuracy"]
+    last = generations(trainer_pods(run))[-1]
+    assert all(p["exit_code"] == 0 for p in last)
+    shas = {p["facts"]["weights_sha256"] for p in last}
+    assert len(shas) == 1, f"the workers ended with different weights: {shas}"
+    return summary
+
+
+def chief_last_saved(generation: list[dict]) -> int:
+    """The newest checkpoint the chief (index 0) of a generation logged."""
+    chief = next(p for p in generation if p["index"] == 0)
+    return max(chief["facts"]["saved_steps"])
+
+
+# -- the default chart, with TensorBoard kept serving for the TensorBoard tests ---------------------
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory, request):
+    reason = runner_prerequisites()
+    if reason:
+        unavailable(reason)
+    tmp = tmp_path_factory.mktemp("default")
+    run = LocalRun(tmp, [*FAST, "--set", "training.maxSteps=1000",
+                         "--set", "training.saveCheckpointsSteps=200", "--keep-tensorboard"], name="default")
+    try:
+        run.wait_for(r"every Job finished; TensorBoard keeps serving at (http://127\.0\.0\.1:\d+/)",
+                     timeout=RUN_TIMEOUT)
+    except AssertionError:
+        run.stop()
+        raise
+    run.started = time.monotonic()
+    yield run
+    run.stop()
+
+
+def test_default_chart_trains_and_the_evaluator_reports_every_checkpoint(default_run):
+    """2 workers + evaluator + TensorBoard from the rendered default chart (MLP, 1000 steps)."""
+    run = default_run
+    text = run.output()
+    assert "network:   mnist-train-trainer-0.mnist-train-workers -> 10.244.0.10" in text
+    assert "Job/mnist-train-trainer: Complete (Completed)" in text
+    assert "Job/mnist-train-evaluator: Complete (Completed)" in text
+    log = run.log("mnist-train-evaluator-0")
+    lines = re.findall(r"^After (\d+) training step\(s\), validation accuracy = ([0-9.]+)$", log, re.M)
+    steps = [int(s) for s, _ in lines]
+    accuracies = [float(a) for _, a in lines]
+    model_dir = run.run_dir / "volumes" / "mnist-train-models" / "mnist-train"
+    assert steps == [200, 400, 600, 800, 1000] == checkpoint_steps(model_dir), log[-2000:]
+    assert accuracies[-1] > accuracies[0]
+    assert all(b >= a - 0.003 for a, b in zip(accuracies, accuracies[1:])), f"accuracy fell: {accuracies}"
+    assert re.search(r"^After 1000 training step\(s\), test accuracy = ", log, re.M)
+    metrics = json.loads((model_dir / "eval" / "final_metrics.json").read_text())
+    assert metrics["final_step"] == 1000 and metrics["test_accuracy"] >= MIN_TEST_ACCURACY, metrics
+    # Both workers train together in their own namespaces, from the chart's environment.
+    for i in (0, 1):
+        worker = run.log(f"mnist-train-trainer-{i}-0")
+        assert f"cluster | Indexed Job environment | task worker:{i} of 2 workers" in worker
+        peers = ", ".join(f"'mnist-train-trainer-{j}.mnist-train-workers:2222'" for j in (0, 1))
+        assert peers in worker
+        assert re.search(r"train \| done \| step 1000 \|", worker)
+    # Read-only mounts: the evaluator and TensorBoard never tried to write where they may not.
+    for pod in ("mnist-train-evaluator-0", "mnist-train-tensorboard-0"):
+        assert "Read-only file system" not in run.log(pod)
+
+
+def test_nothing_listens_beyond_loopback_on_the_host(default_run):
+    pids = {pid for pid, _ in processes_mentioning(str(default_run.run_dir))}
+    assert pids, "no pod process found (TensorBoard should still be serving)"
+    out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
+    listening = [line for line in out.splitlines() if any(f"pid={pid}," in line for pid in pids)]
+    assert listening, out
+    for line in listening:
+        local = line.split()[3]
+        assert local.startswith("127."), f"a pod listens beyond loopback on the host: {line}"
+
+
+def test_tensorboard_serves_the_train_and_eval_runs_and_the_accuracy_scalars(default_run):
+    url = re.search(r"TensorBoard keeps serving at (http://\S+/)", default_run.output()).group(1)
+    deadline = time.monotonic() + 120
+    while True:  # TensorBoard reloads the log dir every reloadInterval (2 s here)
+        runs = json.load(urllib.request.urlopen(url + "data/runs", timeout=10))
+        tags = json.load(urllib.request.urlopen(url + "data/plugin/scalars/tags", timeout=10))
+        if {"train", "eval"} <= set(runs) and "accuracy" in tags.get("eval", {}):
+            points = json.load(urllib.request.urlopen(
+                url + "data/plugin/scalars/scalars?run=eval&tag=accuracy", timeout=10))
+            if points and points[-1][1] == 1000:
+                break
+        assert time.monotonic() < deadline, f"runs {runs}, tags {tags}"
+        time.sleep(2)
+    assert {"loss", "learning_rate"} <= set(tags["train"]), tags
+    assert [p[1] for p in points] == [200, 400, 600, 800, 1000]
+    assert points[-1][2] >= MIN_TEST_ACCURACY
+
+
+def test_tensorboard_dashboard_in_headless_chromium(default_run, tmp_path):
+    chromium = "/usr/bin/chromium"
+    if not os.access(chromium, os.X_OK):
+        unavailable("Chromium not installed (Debian package chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("Playwright for Python not installed (pip install playwright)")
+    url = re.search(r"TensorBoard keeps serving at (http://\S+/)", default_run.output()).group(1)
+    screenshot = tmp_path / "tensorboard.png"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url + "#timeseries", wait_until="networkidle", timeout=60_000)
+            # Time Series: one card per tag. Filter the evaluator's tag, `accuracy` (run `eval`).
+            page.locator("metrics-tag-filter-component input").fill("^accuracy$")
+            page.keyboard.press("Escape")  # close the filter's suggestions
+            title = page.locator('tb-truncated-path[title="accuracy"]')
+            card = page.locator("scalar-card").filter(has=title).first
+            card.wait_for(state="visible", timeout=60_000)
+            card.locator("line-chart canvas").first.wait_for(state="visible", timeout=60_000)
+            # Its data table shows the eval run at the final step.
+            page.wait_for_function(
+                "card => /\\beval\\b/.test(card.innerText) && card.innerText.includes('1,000')",
+                arg=card.element_handle(), timeout=60_000)
+            text = card.inner_text()
+            box = card.locator("line-chart canvas").first.bounding_box()
+            page.screenshot(path=str(screenshot), full_page=True)
+        finally:
+            browser.close()
+    assert "accuracy" in text and "eval" in text, text
+    assert box and box["width"] > 100 and box["height"] > 50, box
+    assert screenshot.stat().st_size > 10_000
+
+
+def test_ctrl_c_after_the_jobs_ends_the_run_with_their_exit_code(default_run):
+    """Last test of the module: --keep-tensorboard ends on Ctrl-C, with the Jobs' result (0)."""
+    default_run.interrupt(signal.SIGINT)
+    assert default_run.wait(120) == 0, default_run.tail()
+    default_run.assert_clean()
+    summary = default_run.summary()
+    assert summary["result"] == "succeeded"
+    assert all(p["exit_code"] is not None for p in summary["pods"])
+
+
+# -- faults ---------------------------------------------------------------------------------------
+
+
+def test_sigkill_of_a_worker_at_random_steps_restarts_the_group_from_the_last_checkpoint(local_run):
+    seed = int(os.environ.get("E2E_SEED", time.time_ns() % 10**6))
+    rng = random.Random(seed)
+    first, second = rng.randrange(150, 451, 50), rng.randrange(600, 851, 50)
+    victims = rng.sample([0, 1], 2)
+    run = local_run([*FAST, "--set", "training.maxSteps=1000", "--set", "training.saveCheckpointsSteps=100",
+                     "--fault", f"kill:worker={victims[0]}:step={first}",
+                     "--fault", f"kill:worker={victims[1]}:step={second}"])
+    code = run.wait(RUN_TIMEOUT)
+    context = f"seed {seed} (E2E_SEED reproduces it): kills at {first} (worker {victims[0]}), " \
+              f"{second} (worker {victims[1]})\n{run.tail()}"
+    assert code == 0, context
+    summary = assert_trained_to(run, 1000)
+    faults = summary["faults"]
+    assert all(f["fired"] for f in faults), context
+    gens = generations(trainer_pods(run))
+    assert len(gens) == 3, context  # the first group, one after each kill
+    for g, fault in enumerate(faults):
+        killed, survivor = (gens[g][fault["index"]], gens[g][1 - fault["index"]])
+        assert killed["name"] == fault["pod"] and killed["exit_code"] == 137, context
+        # The survivor noticed at once (its collective failed) instead of hanging.
+        assert survivor["exit_code"] == 1, context
+        assert survivor["finished"] - fault["fired_at"] < 30, context
+        # The next group restored exactly the newest checkpoint of the failed one.
+        last_saved = chief_last_saved(gens[g])
+        for pod in gens[g + 1]:
+            assert pod["facts"]["restored_step"] == last_saved, context
+            assert pod["facts"]["start_step"] == last_saved, context
+    trainer_job = next(w for w in summary["workloads"] if w["component"] == "trainer")
+    # Each kill failed both indexes once (counted against backoffLimitPerIndex 3).
+    assert [i["counted_failures"] for i in trainer_job["indexes"]] == [2, 2], context
+    assert [i["ignored_failures"] for i in trainer_job["indexes"]] == [0, 0], context
+
+
+def test_sigstop_of_a_worker_fails_the_group_within_30s_and_it_recovers(local_run):
+    run = local_run([*FAST, "--set", "training.maxSteps=800", "--set", "training.saveCheckpointsSteps=100",
+                     "--fault", "stop:worker=1:step=300:for=35s"])
+    code = run.wait(RUN_TIMEOUT)
+    assert code == 0, run.tail()
+    summary = assert_trained_to(run, 800)
+    (fault,) = summary["faults"]
+    gens = generations(trainer_pods(run))
+    frozen, survivor = gens[0][1], gens[0][0]
+    assert fault["pod"] == frozen["name"]
+    assert survivor["exit_code"] not in (0, 42) and survivor["finished"] - fault["fired_at"] < 30, run.tail()
+    assert fault["resumed_at"] is not None
+    assert frozen["exit_code"] not in (0, None), run.tail()  # after SIGCONT its group is gone
+    last_saved = chief_last_saved(gens[0])
+    for pod in gens[-1]:
+        assert pod["facts"]["restored_step"] == last_saved
+
+
+def test_sigterm_preemption_checkpoints_everywhere_and_is_not_counted(local_run):
+    run = local_run([*FAST, "--set", "training.maxSteps=800", "--set", "training.saveCheckpointsSteps=10000",
+                     "--fault", "term:worker=1:step=300"])
+    code = run.wait(RUN_TIMEOUT)
+    assert code == 0, run.tail()
+    summary = assert_trained_to(run, 800)
+    gens = generations(trainer_pods(run))
+    assert len(gens) == 2, run.tail()
+    assert [p["exit_code"] for p in gens[0]] == [42, 42]
+    assert [p["outcome"] for p in gens[0]] == ["ignored", "ignored"]
+    preempted = {p["facts"]["preempted_step"] for p in gens[0]}
+    assert len(preempted) == 1, preempted  # every worker saved at the same step
+    (step,) = preempted
+    assert 300 <= step < 800
+    for pod in gens[1]:  # no step lost or repeated
+        assert pod["facts"]["restored_step"] == step and pod["facts"]["start_step"] == step
+    assert checkpoint_steps(run.model_dir()) == [step, 800]
+    trainer_job = next(w for w in summary["workloads"] if w["component"] == "trainer")
+    assert [i["counted_failures"] for i in trainer_job["indexes"]] == [0, 0]
+    assert [i["ignored_failures"] for i in trainer_job["indexes"]] == [1, 1]
+
+
+def test_configuration_error_fails_the_job_at_once_with_the_message(local_run):
+    run = local_run([*FAST, "--set", "training.dataDir=/nonexistent/mnist"])
+    code = run.wait(RUN_TIMEOUT)
+    assert code == 1, run.tail()
+    summary = run.summary()
+    jobs = {w["component"]: w for w in summary["workloads"]}
+    assert jobs["trainer"]["status"] == "Failed" and jobs["trainer"]["reason"] == "PodFailurePolicy", jobs
+    assert "exit code 2 matching FailJob rule" in jobs["trainer"]["message"]
+    assert all(len(i["pods"]) == 1 for i in jobs["trainer"]["indexes"]), "a config error was retried"
+    assert jobs["evaluator"]["status"] in ("Failed", "Stopped")
+    message = "MNIST file not found in /nonexistent/mnist"
+    assert any(message in e for p in summary["pods"] for e in p["facts"]["errors"])
+    assert f"error reported by a pod: {message}" in run.output()
+
+
+def test_killed_evaluator_resumes_without_re_evaluating_and_scores_the_final_checkpoint(local_run):
+    run = local_run([*FAST, "--set", "training.maxSteps=1000", "--set", "training.saveCheckpointsSteps=100",
+                     "--fault", "kill:evaluator:step=300"])
+    code = run.wait(RUN_TIMEOUT)
+    assert code == 0, run.tail()
+    assert_trained_to(run, 1000)
+    first, second = run.pods("evaluator")
+    assert first["exit_code"] == 137 and first["outcome"] == "counted" and second["exit_code"] == 0
+    before = [s for s, _ in first["facts"]["evaluations"]]
+    after = [s for s, _ in second["facts"]["evaluations"]]
+    assert before and max(before) >= 300
+    assert not set(before) & set(after), f"re-evaluated: {before} then {after}"
+    assert after and after[-1] == 1000 and min(after) > max(before)
+    assert second["facts"]["final"]["final_step"] == 1000
+
+
+# -- stopping -------------------------------------------------------------------------------------
+
+
+def test_ctrl_c_mid_training_stops_everything_cleanly(local_run):
+    run = local_run([*FAST, "--set", "training.maxSteps=20000"])
+    run.wait_for(r"^train \| step \d+ \| loss", timeout=RUN_TIMEOUT, where="logs/mnist-train-trainer-0-0.log")
+    run.interrupt(signal.SIGINT)
+    assert run.wait(120) == 130, run.tail()
+    run.assert_clean()
+    summary = run.summary()
+    assert summary["result"] == "interrupted"
+    workers = trainer_pods(run)
+    # SIGTERM, as Kubernetes deletes a pod: each worker saved a checkpoint and exited 42.
+    assert [p["exit_code"] for p in workers] == [42, 42], run.tail()
+    assert all(w["status"] == "Stopped" for w in summary["workloads"])
+
+
+def test_a_killed_runner_takes_its_pods_along_and_cleanup_removes_its_namespaces(local_run):
+    run = local_run([*FAST, "--set", "training.maxSteps=20000"])
+    run.wait_for(r"started pod mnist-train-trainer-1-0", timeout=RUN_TIMEOUT)
+    run.wait_for(r"^cluster \|", timeout=RUN_TIMEOUT, where="logs/mnist-train-trainer-1-0.log")
+    run_id = run.run_id()
+    assert len(netns.runner_namespaces(run_id)) == 3
+    run.popen.kill()  # no chance to clean up
+    run.popen.wait(10)
+    deadline = time.monotonic() + 20
+    while processes_mentioning(str(run.run_dir)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not processes_mentioning(str(run.run_dir)), "pods outlived their runner"
+    assert netns.runner_namespaces(run_id), "expected the dead runner's namespaces until clean-up"
+    result = subprocess.run([sys.executable, "-m", "scripts.local_runner", "cleanup"], capture_output=True,
+                            text=True, cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stderr
+    assert not netns.runner_namespaces(run_id), result.stdout
+
+
+# -- the other launchers of the chart ----------------------------------------------------------------
+
+
+def test_jobset_rendering_restarts_the_whole_group(local_run):
+    run = local_run([*FAST, "--set", "trainer.launcher=jobset", "--set", "training.maxSteps=600",
+                     "--set", "training.saveCheckpointsSteps=100", "--fault", "kill:worker=0:step=250"])
+    assert run.wait(RUN_TIMEOUT) == 0, run.tail()
+    summary = assert_trained_to(run, 600)
+    jobset = next(w for w in summary["workloads"] if w["kind"] == "JobSet")
+    assert jobset["status"] == "Complete" and jobset["restarts"] == 1
+    gens = generations(trainer_pods(run))
+    # The whole set was recreated: the killed worker's peer was deleted, not left to fail on its own.
+    assert gens[0][0]["exit_code"] == 137 and gens[0][1]["deleted"], gens[0]
+    last_saved = chief_last_saved(gens[0])
+    assert all(p["facts"]["restored_step"] == last_saved for p in gens[1])
+
+
+def test_tfjob_rendering_gets_the_operators_tf_config(local_run):
+    run = local_run([*FAST, "--set", "trainer.launcher=tfjob", "--set", "training.maxSteps=300",
+                     "--set", "training.saveCheckpointsSteps=100"])
+    assert run.wait(RUN_TIMEOUT) == 0, run.tail()
+    assert_trained_to(run, 300)
+    log = run.log("mnist-train-trainer-worker-1")
+    assert "cluster | TF_CONFIG | task worker:1 of 2 workers" in log
+    assert "mnist-train-trainer-worker-0.mnist-train.svc:2222" in log
