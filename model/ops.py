@@ -47,6 +47,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 
+from model import log_lines
 from model.errors import EXIT_CONFIG_ERROR, EXIT_FAILURE, EXIT_OK, EXIT_PREEMPTED, MnistTrainError
 
 INSTANCE = "app.kubernetes.io/instance"
@@ -264,13 +265,9 @@ def custom_info(obj: dict) -> WorkloadInfo:
 
 # ---------------------------------------------------------------- logs -> progress
 
-_SAVED = re.compile(r"train \| step (\d+) \| saved ")
-_RESTORED = re.compile(r"train \| restored \S+ at step (\d+)")
-_SIGTERM = re.compile(r"train \| step (\d+) \| SIGTERM: checkpoint saved")
-_DONE = re.compile(r"train \| done \| step (\d+)")
-_PROGRESS = re.compile(r"train \| step (\d+) \| loss ")
-_EVAL = re.compile(r"After (\d+) training step\(s\), validation accuracy = ([0-9.eE+-]+)")
-_TEST = re.compile(r"After (\d+) training step\(s\), test accuracy = ([0-9.eE+-]+)")
+_SAVED, _RESTORED, _SIGTERM = log_lines.TRAIN_SAVED, log_lines.TRAIN_RESTORED, log_lines.TRAIN_PREEMPTED
+_DONE, _PROGRESS = log_lines.TRAIN_DONE, log_lines.TRAIN_PROGRESS
+_EVAL, _TEST = log_lines.EVAL_VALIDATION, log_lines.EVAL_TEST
 
 
 @dataclasses.dataclass
@@ -290,10 +287,10 @@ def parse_trainer_log(text: str, progress: Progress) -> Progress:
         for regex in (_SAVED, _RESTORED, _SIGTERM, _DONE):
             m = regex.search(line)
             if m:
-                _newer_checkpoint(progress, int(m.group(1)), "chief's log")
+                _newer_checkpoint(progress, int(m["step"]), "chief's log")
         m = _PROGRESS.search(line) or _DONE.search(line)
         if m:
-            progress.step = max(progress.step or 0, int(m.group(1)))
+            progress.step = max(progress.step or 0, int(m["step"]))
         if _DONE.search(line):
             progress.training_done = True
     return progress
@@ -318,10 +315,10 @@ def parse_evaluator_log(text: str, progress: Progress) -> Progress:
         elif event is None:
             m = _EVAL.search(line)
             if m:
-                progress.eval_step, progress.eval_accuracy = int(m.group(1)), float(m.group(2))
+                progress.eval_step, progress.eval_accuracy = int(m["step"]), float(m["accuracy"])
             m = _TEST.search(line)
             if m:
-                progress.final_step, progress.test_accuracy = int(m.group(1)), float(m.group(2))
+                progress.final_step, progress.test_accuracy = int(m["step"]), float(m["accuracy"])
     if progress.eval_step is not None:
         _newer_checkpoint(progress, progress.eval_step, "evaluator's log")
     if progress.final_step is not None:

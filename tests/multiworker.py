@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from model import log_lines
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -120,15 +122,11 @@ class Cluster:
             proc.kill()
 
 
-DONE_RE = r"train \| done \| step (\d+) \| .* weights sha256 ([0-9a-f]{64})"
-
-
 def done_line(proc: Proc) -> tuple[int, str]:
-    match = re.search(DONE_RE, proc.output())
+    match = log_lines.TRAIN_DONE.search(proc.output())
     assert match, f"{proc.name} did not finish; log:\n{proc.output()[-3000:]}"
-    return int(match.group(1)), match.group(2)
+    return int(match["step"]), match["sha256"]
 
 
 def eval_steps(proc: Proc) -> list[int]:
-    return [int(s) for s in re.findall(r"^After (\d+) training step\(s\), validation accuracy = ",
-                                       proc.output(), re.M)]
+    return [int(m["step"]) for m in log_lines.EVAL_VALIDATION.finditer(proc.output())]

@@ -12,6 +12,7 @@ import signal
 
 import pytest
 
+from model import log_lines
 from model.errors import EXIT_PREEMPTED
 from tests.multiworker import Cluster, done_line, eval_steps
 
@@ -27,8 +28,8 @@ def checkpoint_steps(model_dir) -> list[int]:
 
 
 def restored_step(output: str) -> int | None:
-    match = re.search(r"train \| restored .* at step (\d+)", output)
-    return int(match.group(1)) if match else None
+    match = log_lines.TRAIN_RESTORED.search(output)
+    return int(match["step"]) if match else None
 
 
 def test_two_workers_train_together_and_the_evaluator_reports_each_checkpoint_once(tmp_path):

@@ -23,15 +23,12 @@ import sys
 from typing import TextIO
 from collections.abc import Callable
 
-RE_START = re.compile(r"^train \| start \| model (\S+) \| step (\d+) of (\d+) ")
-RE_RESTORED = re.compile(r"^train \| restored (\S+) at step (\d+)")
-RE_STEP = re.compile(r"^train \| step (\d+) \| loss ")
-RE_SAVED = re.compile(r"^train \| step (\d+) \| saved (\S+)")
-RE_PREEMPTED = re.compile(r"^train \| step (\d+) \| SIGTERM: checkpoint saved")
-RE_DONE = re.compile(r"^train \| done \| step (\d+) \| .*weights sha256 ([0-9a-f]{64})")
-RE_VALIDATION = re.compile(r"^After (\d+) training step\(s\), validation accuracy = ([0-9.eE+-]+)")
-RE_TEST = re.compile(r"^After (\d+) training step\(s\), test accuracy = ([0-9.eE+-]+)")
-RE_ERROR = re.compile(r"^error: (.*)")
+from model import log_lines
+
+RE_START, RE_RESTORED = log_lines.TRAIN_START, log_lines.TRAIN_RESTORED
+RE_STEP, RE_SAVED, RE_PREEMPTED = log_lines.TRAIN_PROGRESS, log_lines.TRAIN_SAVED, log_lines.TRAIN_PREEMPTED
+RE_DONE, RE_ERROR = log_lines.TRAIN_DONE, log_lines.ERROR
+RE_VALIDATION, RE_TEST = log_lines.EVAL_VALIDATION, log_lines.EVAL_TEST
 # TensorFlow's C++ start-up chatter, hidden from the terminal by --quiet-tf (never from the files).
 RE_TF_NOISE = re.compile(r"^(?:[IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ |WARNING: All log messages before absl"
                          r"|Sharding callback duration|Collective all_reduce tensors)")
@@ -58,25 +55,25 @@ class PodFacts:
         self.lines += 1
         if line.startswith("train | "):
             if m := RE_STEP.match(line):
-                self.step = int(m.group(1))
+                self.step = int(m["step"])
             elif m := RE_SAVED.match(line):
-                self.saved_steps.append(int(m.group(1)))
-                self.step = max(self.step or 0, int(m.group(1)))
+                self.saved_steps.append(int(m["step"]))
+                self.step = max(self.step or 0, int(m["step"]))
             elif m := RE_START.match(line):
-                self.model, self.start_step, self.max_steps = m.group(1), int(m.group(2)), int(m.group(3))
+                self.model, self.start_step, self.max_steps = m["model"], int(m["step"]), int(m["max_steps"])
                 self.step = self.start_step
             elif m := RE_RESTORED.match(line):
-                self.restored_step = int(m.group(2))
+                self.restored_step = int(m["step"])
             elif m := RE_PREEMPTED.match(line):
-                self.preempted_step = int(m.group(1))
+                self.preempted_step = int(m["step"])
             elif m := RE_DONE.match(line):
-                self.done_step, self.weights_sha256 = int(m.group(1)), m.group(2)
+                self.done_step, self.weights_sha256 = int(m["step"]), m["sha256"]
                 self.step = self.done_step
         elif line.startswith("After "):
             if m := RE_VALIDATION.match(line):
-                self.evaluations.append((int(m.group(1)), float(m.group(2))))
+                self.evaluations.append((int(m["step"]), float(m["accuracy"])))
             elif m := RE_TEST.match(line):
-                self.test_accuracy = float(m.group(2))
+                self.test_accuracy = float(m["accuracy"])
         elif line.startswith('{"'):
             try:
                 event = json.loads(line)
@@ -85,7 +82,7 @@ class PodFacts:
             if isinstance(event, dict) and event.get("event") == "final":
                 self.final = event
         elif m := RE_ERROR.match(line):
-            self.errors.append(m.group(1))
+            self.errors.append(m["message"])
 
     @property
     def eval_step(self) -> int | None:
