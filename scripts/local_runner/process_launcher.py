@@ -228,8 +228,11 @@ class ProcessLauncher(Launcher):
             binds.append({"source": str(m.host_path), "target": target, "read_only": m.read_only})
             mapping.append((m.container_path, target))
         mapping.sort(key=lambda x: -len(x[0]))
-        env = {**image_env(self.python), "HOSTNAME": pod.hostname, **c.env}
-        env = {k: translate(v, mapping) for k, v in env.items()}
+        # The image's PATH and data dir are already host paths (the repo may well
+        # live under /tmp): only container paths, the manifest's and HOME, move.
+        env = {**image_env(self.python), "HOSTNAME": pod.hostname}
+        env["HOME"] = translate(env["HOME"], mapping)
+        env.update({k: translate(v, mapping) for k, v in c.env.items()})
         tmp = dict(mapping).get("/tmp")
         if tmp and "TMPDIR" not in c.env:
             env["TMPDIR"] = tmp

@@ -413,7 +413,10 @@ def test_pods_can_write_only_to_their_writable_volumes(tmp_path, rendered, where
     try:
         model_dir = "/models/mnist-train"
         targets = {"model_dir": f"{model_dir}/x", "eval_dir": f"{model_dir}/eval/x", "tmp": "/tmp/x",
-                   "home": "~/x", "repo": str(REPO_ROOT / "probe-x"), "etc": "/etc/probe-x"}
+                   "home": "~/x", "etc": "/etc/probe-x",
+                   # relative to the pod's cwd, the repository: an absolute path would be
+                   # taken for a container path (and moved) when the repo lives under /tmp
+                   "repo": "probe-x"}
         results = {}
         for kind, component in (("Job", "evaluator"), ("Deployment", "tensorboard")):
             pod = _probe_pod(tmp_path, run_dir, rendered["job"], kind, component, targets)
