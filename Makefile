@@ -12,12 +12,13 @@ TOOLS_VENV ?= .venv-tools
 QUIET_PIP := 2>&1 | { grep -v "^WARNING: Location" || true; }
 PYTEST_ARGS ?=
 
-.PHONY: help install tools test test-fast bench demo lint clean k8s k8s-check
+.PHONY: help install tools test test-fast image-test bench demo lint clean k8s k8s-check
 
 help:
 	@echo "make demo       train LeNet-5 on 2 local workers with an evaluator (the main job)"
 	@echo "make test       every test (unit, multi-process, chart checks)"
 	@echo "make test-fast  the tests not marked slow"
+	@echo "make image-test build the image with podman and run the chart's pods as containers"
 	@echo "make bench      throughput, scaling and accuracy figures -> bench/results/"
 	@echo "make lint       ruff over the Python sources"
 	@echo "make install    create .venv with the package (CPU TensorFlow) and test tools"
@@ -40,10 +41,15 @@ tools: $(TOOLS_VENV)/.installed
 	bash scripts/install_k8s_tools.sh
 
 test: install tools
-	$(PY) -m pytest tests $(PYTEST_ARGS)
+	$(PY) -m pytest tests -m "not image" $(PYTEST_ARGS)
 
 test-fast: install tools
-	$(PY) -m pytest tests -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest tests -m "not slow and not image" $(PYTEST_ARGS)
+
+# Builds the Dockerfile with podman on a debootstrap base and runs the chart's
+# pods as containers (root, podman, debootstrap; .ci/run installs them).
+image-test: install tools
+	$(PY) -m pytest tests/image -m image $(PYTEST_ARGS)
 
 bench: install
 	$(PY) -m bench.run

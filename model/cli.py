@@ -88,6 +88,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def _non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -147,8 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: %(default)s)")
     t.add_argument("--keep-checkpoints", type=_positive_int, default=5,
                    help="checkpoints kept in the model dir (default: %(default)s)")
-    t.add_argument("--collective-timeout-secs", type=_positive_float, default=120.0,
-                   help="fail an all-reduce that waits longer than this for a peer (default: %(default)s)")
+    t.add_argument("--collective-timeout-secs", type=_non_negative_float, default=0.0,
+                   help="fail an all-reduce that waits longer than this (0: no timeout, the default; "
+                   "a dead or frozen peer is detected by the coordination service's heartbeats "
+                   "within ~15 s anyway, and TensorFlow keeps one sleeping thread per collective "
+                   "for the timeout's duration)")
     t.add_argument("--startup-timeout-secs", type=_positive_float, default=600.0,
                    help="kill this worker (exit 137) if not every worker has joined the cluster "
                    "after this long, so a frozen or missing peer fails the group instead of "

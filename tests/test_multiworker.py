@@ -19,7 +19,7 @@ from tests.multiworker import Cluster, done_line, eval_steps
 pytestmark = pytest.mark.slow
 
 MLP_ARGS = ["--model", "mlp", "--save-checkpoints-steps", "100", "--log-every-steps", "50",
-            "--steps-per-loop", "50", "--collective-timeout-secs", "20"]
+            "--steps-per-loop", "50"]
 
 
 def checkpoint_steps(model_dir) -> list[int]:

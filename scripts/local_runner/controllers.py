@@ -21,8 +21,8 @@ way its Kubernetes controller would:
 
 How the chart's Indexed Job recovers a MultiWorkerMirroredStrategy group:
 when one worker dies, its index fails (counted) and is replaced; the
-survivors' next collective fails (at once for a dead peer, after
---collective-timeout-secs for a frozen one), they exit 1 and are replaced
+survivors' next collective fails (at once for a dead peer, within ~15 s
+for a frozen one, when the coordination service misses its heartbeats), they exit 1 and are replaced
 too, each counted against its own index's backoffLimitPerIndex. The new
 group restores the last checkpoint. A preempted group exits 42 everywhere
 and is replaced without counting. A configuration error (exit 2) fails the

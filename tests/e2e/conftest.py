@@ -32,7 +32,7 @@ from scripts.local_runner.render import find_helm  # noqa: E402
 # enough that a frozen peer fails the group in seconds.
 FAST = ["--set", "training.model=mlp", "--set", "training.saveSummariesSteps=50",
         "--set", "evaluator.evalIntervalSecs=1", "--set", "tensorboard.reloadInterval=2",
-        "--set", "trainer.extraArgs={--log-every-steps,50,--steps-per-loop,50,--collective-timeout-secs,15}",
+        "--set", "trainer.extraArgs={--log-every-steps,50,--steps-per-loop,50}",
         "--restart-backoff", "2"]
 
 
