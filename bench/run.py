@@ -1,0 +1,208 @@
+"""`make bench`: measure, write bench/results/results.{json,md} and print the table.
+
+    python -m bench.run                      # everything (~25-35 min on 2 cores)
+    python -m bench.run --only throughput,scaling
+    python -m bench.run --quick              # short schedules: checks the harness, NOT the figures
+
+See bench/README.md for what each figure means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+from bench import machine, report, sections
+from bench.procs import REPO, BenchError, kill_all
+from bench.runs import Context
+
+RESULTS = REPO / "bench" / "results"
+ALL = ("throughput", "scaling", "accuracy", "resources")
+KEEP_LOG_DIRS = 4
+
+# What TF_NUM_*_THREADS the pinned scaling runs get. Measured on the 2-core box
+# (bench/README.md): TensorFlow sizes its thread pools from the affinity mask, and
+# forcing 1/1 made no difference beyond noise (LeNet-5 2 workers 1,983 img/s unset
+# vs 1,986 with 1/1), so nothing is set by default.
+SCALING_ENV: dict[str, dict[str, str]] = {
+    "auto": {},
+    "one": {"TF_NUM_INTEROP_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1"},
+}
+
+METHODS = {
+    "throughput": (
+        "each figure is its own subprocess, all cores, batch 100, the default preset's optimiser. "
+        "Ours: `python -m model train` (MultiWorkerMirroredStrategy, 1 worker, 100 steps per "
+        "compiled loop call, summaries and a progress line every 100 steps, no checkpoint until "
+        "the end); the rate is parsed from the per-100-step progress lines after the warm-up steps "
+        "(sum of images / sum of window times; the windows include the loop's own overhead such as "
+        "summaries). The `done` line rate is kept in results.json too. Keras: `bench/keras_baseline.py`, "
+        "a keras.Sequential of the same layers, SGD with the same learning rate and momentum, "
+        "sparse CE from logits, L2 on the dense kernels, the same 55,000 images as an in-memory "
+        "shuffled tf.data pipeline, `fit` with default settings (jit_compile auto = off on CPU, "
+        "steps_per_execution 1); the rate is timed by a batch-end callback after the same warm-up. "
+        "Runs alternate ours/Keras, Keras/ours; the best of the repeats is reported. Keras does "
+        "not compute our moving averages or learning-rate decay."),
+    "scaling": (
+        "1 worker pinned with `taskset -c 0` vs 2 workers on 127.0.0.1 pinned with `taskset -c 0` and "
+        "`taskset -c 1`, batch 100 per worker, rate from worker 0's progress lines after the warm-up "
+        "(global images/s); efficiency = 2-worker global rate / (2 x 1-worker rate); best of the repeats."),
+    "accuracy": (
+        "`--preset default`, 1 worker, all cores. LeNet-5: checkpoints every {lenet_ckpt} steps with "
+        "`python -m model evaluate --eval-interval-secs {interval:g}` running alongside; time to 99% is "
+        "the time the evaluator printed the first eval line with validation_accuracy >= 0.99, counted "
+        "from the trainer's launch. MLP: the evaluator runs after training (scores the kept checkpoints "
+        "and the final one). Test accuracy is final_metrics.json's test_accuracy (moving-average weights)."),
+    "resources": (
+        "peak RSS = ru_maxrss from wait4 of each worker process of the 2-worker LeNet-5 run; "
+        "evaluator time = restore + score 5,000 validation images with model.evaluate.CheckpointScorer "
+        "(as Evaluator.evaluate_checkpoint times it), steady state = not the first call."),
+}
+
+
+def _on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def _carry_over_rows(new: dict, old: dict | None, models: list[str]) -> None:
+    """Keep an earlier run's rows for the networks not measured now (`--models` subset)."""
+    if not old or old.get("error"):
+        return
+    skipped = {"mlp", "lenet5"} - set(models)
+    have = {row["id"] for row in new["rows"]}
+    for row in old.get("rows", []):
+        row_model = row["id"].split(".", 1)[1].split("_", 1)[0]
+        if row["id"] not in have and row_model in skipped:
+            earlier = dict(row)
+            if "(from an earlier run" not in earlier["notes"]:
+                earlier["notes"] += f" (from an earlier run: {old.get('measured_at')}, {old.get('commit')})"
+            new["rows"].append(earlier)
+    order = {m: i for i, m in enumerate(("mlp", "lenet5"))}
+    new["rows"].sort(key=lambda r: order.get(r["id"].split(".", 1)[1].split("_", 1)[0], 9))
+
+
+def _prune_logs(root: Path) -> None:
+    dirs = sorted(p for p in root.iterdir() if p.is_dir())
+    for old in dirs[:-KEEP_LOG_DIRS]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", default=",".join(ALL),
+                   help="comma-separated sections to measure (default: all of %(default)s); other "
+                   "sections already in results.json are kept")
+    p.add_argument("--quick", action="store_true",
+                   help="short schedules to smoke-test the harness; writes results-quick.{json,md}")
+    p.add_argument("--repeats", type=int, help="repeats per throughput/scaling figure "
+                   "(default 2, quick 1)")
+    p.add_argument("--models", default="mlp,lenet5", help="networks to measure (default: %(default)s)")
+    p.add_argument("--quiet-wait", type=float,
+                   help="before each measurement wait up to this many seconds for other processes "
+                   "to leave the CPUs idle, and measure again if they were busy (default 180, quick 5)")
+    p.add_argument("--retries", type=int, default=2,
+                   help="extra attempts at a throughput/scaling/evaluator figure when other processes "
+                   "used more than 0.25 cores meanwhile (default: %(default)s)")
+    p.add_argument("--scaling-threads", choices=sorted(SCALING_ENV), default="auto",
+                   help="'one' sets TF_NUM_INTEROP_THREADS=TF_NUM_INTRAOP_THREADS=1 for the pinned "
+                   "scaling runs (default: %(default)s, i.e. nothing set)")
+    p.add_argument("--keep-work", action="store_true", help="keep the model directories")
+    args = p.parse_args(argv)
+
+    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = sorted(set(only) - set(ALL))
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if unknown or not only or not set(models) <= {"mlp", "lenet5"} or not models:
+        p.error(f"--only takes some of {','.join(ALL)}; --models some of mlp,lenet5")
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+    plan = sections.QUICK if args.quick else sections.FULL
+    if args.repeats:
+        import dataclasses
+        plan = dataclasses.replace(plan, repeats=args.repeats)
+    mode = "quick" if args.quick else "full"
+    run_id = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    logs_root = RESULTS / "logs"
+    logs = logs_root / f"{run_id}-{mode}"
+    logs.mkdir(parents=True, exist_ok=True)
+    _prune_logs(logs_root)
+    work = Path(tempfile.mkdtemp(prefix="mnist-bench-"))
+    ctx = Context(logs=logs, work=work, quick=args.quick, retries=args.retries,
+                  quiet_wait=args.quiet_wait if args.quiet_wait is not None else (5 if args.quick else 180))
+    json_path = RESULTS / ("results-quick.json" if args.quick else "results.json")
+    md_path = json_path.with_suffix(".md")
+
+    info = machine.describe()
+    previous = report.load(json_path) or {}
+    results = {"run_id": run_id, "quick": args.quick, "machine": info,
+               "sections": dict(previous.get("sections", {})),
+               "plan": {"repeats": plan.repeats, "throughput_steps": plan.throughput_steps,
+                        "scaling_steps": plan.scaling_steps, "accuracy_max_steps": plan.accuracy_max_steps,
+                        "scaling_env": SCALING_ENV[args.scaling_threads]}}
+    if args.quick:
+        print(report.QUICK_BANNER.replace("**", ""), flush=True)
+    print(f"bench | {mode} | sections {','.join(only)} | models {','.join(models)} | logs {logs}",
+          flush=True)
+
+    shared: dict = {}
+    failed = []
+    t_all = time.monotonic()
+    try:
+        for name in ALL:
+            if name not in only:
+                continue
+            t0 = time.monotonic()
+            print(f"== {name}", flush=True)
+            try:
+                if name == "throughput":
+                    out = sections.throughput(ctx, plan, models)
+                elif name == "scaling":
+                    out = sections.scaling(ctx, plan, models, SCALING_ENV[args.scaling_threads], shared)
+                elif name == "accuracy":
+                    out = sections.accuracy(ctx, plan, models, shared)
+                else:
+                    out = sections.resources(ctx, plan, SCALING_ENV[args.scaling_threads], shared)
+            except BenchError as e:
+                failed.append(name)
+                print(f"   FAILED: {e}", flush=True)
+                out = {"rows": [], "details": {}, "error": str(e)}
+            except Exception as e:  # noqa: BLE001 - keep the other sections' figures
+                failed.append(name)
+                traceback.print_exc()
+                out = {"rows": [], "details": {}, "error": f"{type(e).__name__}: {e}"}
+            out.update(run_id=run_id, measured_at=info["date"], commit=info["commit"],
+                       seconds=round(time.monotonic() - t0, 1),
+                       method=METHODS[name].format(lenet_ckpt=plan.accuracy_ckpt_steps["lenet5"],
+                                                   interval=plan.eval_interval_secs))
+            _carry_over_rows(out, results["sections"].get(name), models)
+            results["sections"][name] = out
+            report.save_json(json_path, results)  # partial results survive a later failure
+            md_path.write_text(report.markdown(results))
+    finally:
+        kill_all()
+        if not args.keep_work:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"model directories kept in {work}", flush=True)
+
+    results["seconds"] = round(time.monotonic() - t_all, 1)
+    report.save_json(json_path, results)
+    table = report.markdown(results)
+    md_path.write_text(table)
+    print()
+    print(table)
+    print(f"wrote {json_path.relative_to(REPO)} and {md_path.relative_to(REPO)} "
+          f"({results['seconds'] / 60:.1f} min)", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
