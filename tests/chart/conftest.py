@@ -18,6 +18,8 @@ import subprocess
 from dataclasses import dataclass, field
 
 import pytest
+
+from tests.requirements import in_ci, unavailable  # noqa: F401 (in_ci: for the chart tests)
 import yaml
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -38,16 +40,9 @@ IMAGE_REPOSITORY = "ghcr.io/example/mnist-train"
 SCENARIOS = sorted(p.name[: -len("-values.yaml")] for p in CI_DIR.glob("*-values.yaml"))
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() == "true"
-
-
 def missing_tool(message: str):
     """Skip the test, or fail it in CI where every tool must be present."""
-    message += " (run `make tools`)"
-    if in_ci():
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
+    unavailable(message + " (run `make tools`)")
 
 
 def find_tool(name: str, env: str | None = None, local: pathlib.Path | None = None) -> str | None:

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.requirements import in_ci, unavailable  # noqa: F401 (re-exported)
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
@@ -28,22 +30,11 @@ from scripts.local_runner.render import find_helm  # noqa: E402
 
 # Small, fast settings shared by the MLP runs (the chart's defaults otherwise):
 # a step line every 50 steps (the library logs a step where a summary is written),
-# quick evaluator polls, a 2 s restart back-off, and a collective timeout short
-# enough that a frozen peer fails the group in seconds.
+# quick evaluator polls and a 2 s restart back-off.
 FAST = ["--set", "training.model=mlp", "--set", "training.saveSummariesSteps=50",
         "--set", "evaluator.evalIntervalSecs=1", "--set", "tensorboard.reloadInterval=2",
         "--set", "trainer.extraArgs={--log-every-steps,50,--steps-per-loop,50}",
         "--restart-backoff", "2"]
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() == "true"
-
-
-def unavailable(reason: str):
-    if in_ci():
-        pytest.fail(reason, pytrace=False)
-    pytest.skip(reason)
 
 
 def runner_prerequisites() -> str | None:

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.requirements import in_ci, unavailable  # noqa: F401 (re-exported)
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
@@ -36,16 +38,6 @@ CACHE_ANCHOR = "localhost/mnist-train-cache:runtime-cpu"
 def pytest_configure(config):
     config.addinivalue_line("markers", "image: builds and runs the container image with podman "
                             "(make image-test)")
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() == "true"
-
-
-def unavailable(reason: str):
-    if in_ci():
-        pytest.fail(reason, pytrace=False)
-    pytest.skip(reason)
 
 
 def prerequisites() -> str | None:
