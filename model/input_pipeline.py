@@ -68,6 +68,10 @@ def train_dataset_fn(split: Split, *, seed: int, start_step: int = 0) -> Dataset
             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+        # Endless by construction, but flat_map hides that from tf.data; said
+        # explicitly, the distributed iterator skips its per-step all-reduce
+        # of "does every worker still have data" (get_next_as_optional).
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
         return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
 
     return dataset_fn
