@@ -201,6 +201,7 @@ def test_export_help_documents_exit_codes(tmp_path):
     (["train", "--model", "mlp", "--batch-size", "0"], "--batch-size"),
     (["train", "--model", "mlp", "--save-checkpoints-secs", "0"], "--save-checkpoints-secs"),
     (["train", "--model", "mlp", "--no-such-flag"], "--no-such-flag"),
+    (["train", "--model", "mlp", "--all-reduce-dtype", "float16"], "--all-reduce-dtype"),
     (["export", "--model-dir", "x"], "--export-dir"),
     ([], "required"),
     (["fit"], "invalid choice: 'fit'"),

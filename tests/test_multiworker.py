@@ -57,6 +57,26 @@ def test_two_workers_train_together_and_the_evaluator_reports_each_checkpoint_on
     assert metrics["final_step"] == 300 and metrics["test_accuracy"] > 0.9
 
 
+def test_bfloat16_gradient_exchange_keeps_workers_identical_and_metrics_global(tmp_path):
+    """With the gradients summed in bfloat16 every worker still applies the same
+    update; the loss and accuracy in the progress lines are summed over the
+    workers once per loop call (in float32), so both workers print the same."""
+    cluster = Cluster(tmp_path, workers=2, train_args=[
+        *MLP_ARGS, "--max-steps", "300", "--all-reduce-dtype", "bfloat16"])
+    try:
+        workers = cluster.start_workers()
+        assert [w.wait(240) for w in workers] == [0, 0]
+    finally:
+        cluster.stop_all()
+    assert done_line(workers[0]) == done_line(workers[1])
+    progress = [[(int(m["step"]), m["loss"], m["batch_accuracy"])
+                 for m in log_lines.TRAIN_PROGRESS.finditer(w.output())] for w in workers]
+    assert [p[0] for p in progress[0]] == list(range(50, 301, 50))
+    assert progress[0] == progress[1], "the workers logged different global metrics"
+    first_loss, last_loss = progress[0][0][1], progress[0][-1][1]
+    assert float(last_loss) < float(first_loss), progress[0]
+
+
 def test_sigkill_of_one_worker_then_restart_resumes_from_the_last_checkpoint(tmp_path):
     cluster = Cluster(tmp_path, workers=2, train_args=[*MLP_ARGS, "--max-steps", "1000"])
     try:

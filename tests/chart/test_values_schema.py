@@ -25,6 +25,7 @@ BAD_VALUES = [
     (["image.digest=sha256:abc"], "/image/digest", "pattern"),
     (["trainer.terminationGracePeriodSeconds=10"], "/trainer/terminationGracePeriodSeconds", "minimum"),
     (["training.batchSize=0"], "/training/batchSize", "minimum"),
+    (["training.allReduceDtype=float16"], "/training/allReduceDtype", "bfloat16"),
     (["tensorboard.service.type=ExternalName"], "/tensorboard/service/type", "ClusterIP"),
     (["trainer.tfjob.restartPolicy=Always"], "/trainer/tfjob/restartPolicy", "OnFailure"),
     (["trainer.worker=3"], "/trainer", "worker"),  # a typo of trainer.workers

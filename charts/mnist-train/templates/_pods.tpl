@@ -81,6 +81,8 @@ spec:
         {{- end }}
         - --batch-size
         - {{ $v.training.batchSize | quote }}
+        - --all-reduce-dtype
+        - {{ $v.training.allReduceDtype | quote }}
         - --save-checkpoints-steps
         - {{ $v.training.saveCheckpointsSteps | quote }}
         {{- if gt (int $v.training.saveCheckpointsSecs) 0 }}
