@@ -10,6 +10,7 @@ See bench/README.md for what each figure means.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import shutil
 import signal
@@ -52,8 +53,10 @@ METHODS = {
         "not compute our moving averages or learning-rate decay."),
     "scaling": (
         "1 worker pinned with `taskset -c 0` vs 2 workers on 127.0.0.1 pinned with `taskset -c 0` and "
-        "`taskset -c 1`, batch 100 per worker, rate from worker 0's progress lines after the warm-up "
-        "(global images/s); efficiency = 2-worker global rate / (2 x 1-worker rate); best of the repeats."),
+        "`taskset -c 1`, rate from worker 0's progress lines after the warm-up (global images/s); "
+        "efficiency = 2-worker global rate / (2 x 1-worker rate); best of the repeats. First at the "
+        "issue's batch of 100 per worker (float32 gradients, then `--all-reduce-dtype bfloat16`), then "
+        "at larger per-worker batches, to show where the per-step all-reduce stops mattering."),
     "accuracy": (
         "`--preset default`, 1 worker, all cores. LeNet-5: checkpoints every {lenet_ckpt} steps with "
         "`python -m model evaluate --eval-interval-secs {interval:g}` running alongside; time to 99% is "
@@ -126,7 +129,6 @@ def main(argv: list[str] | None = None) -> int:
 
     plan = sections.QUICK if args.quick else sections.FULL
     if args.repeats:
-        import dataclasses
         plan = dataclasses.replace(plan, repeats=args.repeats)
     mode = "quick" if args.quick else "full"
     run_id = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -145,7 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     results = {"run_id": run_id, "quick": args.quick, "machine": info,
                "sections": dict(previous.get("sections", {})),
                "plan": {"repeats": plan.repeats, "throughput_steps": plan.throughput_steps,
-                        "scaling_steps": plan.scaling_steps, "accuracy_max_steps": plan.accuracy_max_steps,
+                        "scaling_cases": {m: [dataclasses.asdict(c) for c in cases]
+                                          for m, cases in plan.scaling_cases.items()},
+                        "accuracy_max_steps": plan.accuracy_max_steps,
                         "scaling_env": SCALING_ENV[args.scaling_threads]}}
     if args.quick:
         print(report.QUICK_BANNER.replace("**", ""), flush=True)

@@ -21,11 +21,25 @@ GRADIENT_MB = {"mlp": 397_510 * 4 / 1e6, "lenet5": 1_663_370 * 4 / 1e6}  # float
 
 
 @dataclasses.dataclass(frozen=True)
+class ScalingCase:
+    """One scaling figure: per-worker batch, gradient type on the wire, steps."""
+
+    batch: int
+    dtype: str  # --all-reduce-dtype of the 2-worker run (1 worker exchanges nothing)
+    warm: int  # warm-up steps discarded
+    steps: int  # measured steps (a multiple of the 100-step progress window)
+
+    @property
+    def key(self) -> str:
+        return f"batch{self.batch}" + ("" if self.dtype == "float32" else f"-{self.dtype}")
+
+
+@dataclasses.dataclass(frozen=True)
 class Plan:
     """Step counts for one mode (full or quick)."""
 
     throughput_steps: dict  # model -> (warm-up steps discarded, measured steps)
-    scaling_steps: dict
+    scaling_cases: dict  # model -> [ScalingCase]; the first is the headline (batch 100, float32)
     repeats: int
     accuracy_max_steps: dict  # model -> steps (None: the preset's full schedule)
     accuracy_ckpt_steps: dict
@@ -36,7 +50,13 @@ class Plan:
 
 FULL = Plan(
     throughput_steps={"mlp": (500, 4000), "lenet5": (300, 500)},
-    scaling_steps={"mlp": (300, 3000), "lenet5": (200, 400)},
+    scaling_cases={
+        # The issue's figure (batch 100), the same with bfloat16 gradients, then
+        # larger per-worker batches: where does the all-reduce stop mattering?
+        "mlp": [ScalingCase(100, "float32", 300, 3000), ScalingCase(100, "bfloat16", 300, 3000),
+                ScalingCase(1000, "float32", 100, 300), ScalingCase(4000, "float32", 100, 200)],
+        "lenet5": [ScalingCase(100, "float32", 200, 400), ScalingCase(100, "bfloat16", 200, 400),
+                   ScalingCase(200, "float32", 100, 200), ScalingCase(400, "float32", 100, 100)]},
     repeats=2,
     accuracy_max_steps={"mlp": None, "lenet5": None},
     accuracy_ckpt_steps={"mlp": 1000, "lenet5": 250},
@@ -47,7 +67,9 @@ FULL = Plan(
 
 QUICK = Plan(
     throughput_steps={"mlp": (200, 300), "lenet5": (100, 100)},
-    scaling_steps={"mlp": (100, 200), "lenet5": (100, 100)},
+    scaling_cases={
+        "mlp": [ScalingCase(100, "float32", 100, 200), ScalingCase(100, "bfloat16", 100, 200)],
+        "lenet5": [ScalingCase(100, "float32", 100, 100), ScalingCase(100, "bfloat16", 100, 100)]},
     repeats=1,
     accuracy_max_steps={"mlp": 1000, "lenet5": 600},
     accuracy_ckpt_steps={"mlp": 250, "lenet5": 100},
@@ -152,12 +174,13 @@ def throughput(ctx: Context, plan: Plan, models: list[str]) -> dict:
 
 # --- 2. scaling ------------------------------------------------------------------------------
 
-def _scaling_run(ctx: Context, model: str, workers: int, warm: int, steps: int,
+def _scaling_run(ctx: Context, model: str, workers: int, case: ScalingCase,
                  env_extra: dict[str, str]) -> tuple[dict, float]:
-    runs = run_training(ctx, f"scaling-{model}-{workers}w", model, warm + steps, timeout=1200,
-                        workers=workers, cpus=["0", "1"][:workers], env_extra=env_extra,
-                        extra=["--save-checkpoints-steps", NEVER])
-    rates = [r.steady_rate(warm) for r in runs]
+    runs = run_training(ctx, f"scaling-{model}-{case.key}-{workers}w", model, case.warm + case.steps,
+                        timeout=1200, workers=workers, cpus=["0", "1"][:workers],
+                        env_extra=env_extra, batch_size=case.batch,
+                        extra=["--save-checkpoints-steps", NEVER, "--all-reduce-dtype", case.dtype])
+    rates = [r.steady_rate(case.warm) for r in runs]
     r = dict(rates[0])  # worker 0's view of the global rate
     r.update(per_worker_images_per_sec=[x["images_per_sec"] for x in rates],
              max_rss_mb=[x.proc.max_rss_mb for x in runs],
@@ -167,52 +190,75 @@ def _scaling_run(ctx: Context, model: str, workers: int, warm: int, steps: int,
     return r, sum(x.proc.cpu_seconds for x in runs)
 
 
+def _scaling_samples(ctx: Context, plan: Plan, model: str, case: ScalingCase, workers: int,
+                     env_extra: dict[str, str]) -> list[dict]:
+    samples = []
+    for rep in range(plan.repeats):
+        ctx.say(f"   scaling {NAMES[model]} batch {case.batch}/worker, {workers} worker(s) pinned to "
+                f"{'core 0' if workers == 1 else 'cores 0 and 1'}"
+                f"{f', {case.dtype} gradients' if workers == 2 else ''} (repeat {rep + 1}/"
+                f"{plan.repeats}): {case.warm} warm-up + {case.steps} measured steps")
+        fn = functools.partial(_scaling_run, ctx, model, workers, case, env_extra)
+        for r in _measure(ctx, fn):
+            if workers == 2 and len(set(r["weights_sha256"])) != 1:
+                raise BenchError(f"the two workers ended with different weights: "
+                                 f"{r['weights_sha256']}")
+            samples.append(r)
+            ctx.say(f"      {r['images_per_sec']:,.0f} img/s global "
+                    f"(other processes used {r['foreign_cores']:.2f} cores meanwhile)")
+    return samples
+
+
 def scaling(ctx: Context, plan: Plan, models: list[str], env_extra: dict[str, str],
             shared: dict) -> dict:
+    """1 worker on core 0 vs 2 workers on cores 0 and 1, per case of the plan.
+
+    The 1-worker run of a batch size serves every gradient type at that size
+    (a single worker exchanges nothing).
+    """
     rows, details = [], {}
     for model in models:
-        warm, steps = plan.scaling_steps[model]
-        samples = {"one": [], "two": []}
-        for rep in range(plan.repeats):
-            order = ("one", "two") if rep % 2 == 0 else ("two", "one")
-            for who in order:
-                workers = 1 if who == "one" else 2
-                ctx.say(f"   scaling {NAMES[model]} {workers} worker(s) pinned to "
-                        f"{'core 0' if workers == 1 else 'cores 0 and 1'} (repeat {rep + 1}/"
-                        f"{plan.repeats}): {warm} warm-up + {steps} measured steps")
-
-                fn = functools.partial(_scaling_run, ctx, model, workers, warm, steps, env_extra)
-                for r in _measure(ctx, fn):
-                    if workers == 2 and len(set(r["weights_sha256"])) != 1:
-                        raise BenchError(f"the two workers ended with different weights: "
-                                         f"{r['weights_sha256']}")
-                    samples[who].append(r)
-                    ctx.say(f"      {r['images_per_sec']:,.0f} img/s global "
-                            f"(other processes used {r['foreign_cores']:.2f} cores meanwhile)")
-        one = max(s["images_per_sec"] for s in samples["one"])
-        two = max(s["images_per_sec"] for s in samples["two"])
-        eff = two / (2 * one)
-        details[model] = {"warmup_steps": warm, "measured_steps": steps, "samples": samples,
-                          "best_one_worker": one, "best_two_workers": two, "efficiency": eff}
-        shared.setdefault("two_worker_runs", {})[model] = samples["two"]
-        foreign = max(max(v, key=lambda s: s["images_per_sec"])["foreign_cores"] for v in samples.values())
-        step_one, step_two = 100 / one * 1000, 200 / two * 1000
-        rows.append({
-            "id": f"scaling.{model}",
-            "figure": f"Scaling efficiency, {NAMES[model]}, 2 workers x 1 core vs 1 worker x 1 core",
-            "value": f"{eff:.2f} ({_fmt_rate(two)} global)", "baseline": f"1 worker {_fmt_rate(one)}",
-            "ratio": f"{two / one:.2f}x", "target": ">= 0.85", "status": status(eff >= 0.85),
-            "notes": (f"batch 100 per worker, taskset -c 0 / -c 1, RING all-reduce over gRPC on "
-                      f"127.0.0.1; best of {len(samples['one'])} runs (2 workers: {len(samples['two'])}); "
-                      f"{steps} steps timed after {warm}; step time "
-                      f"{step_one:.1f} ms on 1 worker vs {step_two:.1f} ms on 2 "
-                      f"(+{step_two - step_one:.1f} ms per step to all-reduce "
-                      f"{GRADIENT_MB[model]:.2f} MB of gradients)"
-                      + (f"; env {' '.join(f'{k}={v}' for k, v in env_extra.items())}" if env_extra
-                         else "; TF_NUM_*_THREADS not set")
-                      + (f"; other processes used up to {foreign:.2f} cores during the best runs"
-                         if foreign > CONTENDED_CORES else "")),
-            "numbers": {"one": one, "two": two, "efficiency": eff}})
+        one_worker: dict[int, list[dict]] = {}
+        details[model] = {}
+        for number, case in enumerate(plan.scaling_cases[model]):
+            if case.batch not in one_worker:
+                one_worker[case.batch] = _scaling_samples(ctx, plan, model, case, 1, env_extra)
+            two_samples = _scaling_samples(ctx, plan, model, case, 2, env_extra)
+            samples = {"one": one_worker[case.batch], "two": two_samples}
+            one = max(x["images_per_sec"] for x in samples["one"])
+            two = max(x["images_per_sec"] for x in samples["two"])
+            eff = two / (2 * one)
+            details[model][case.key] = {**dataclasses.asdict(case), "samples": samples,
+                                        "best_one_worker": one, "best_two_workers": two,
+                                        "efficiency": eff}
+            if number == 0:
+                shared.setdefault("two_worker_runs", {})[model] = two_samples
+            foreign = max(max(v, key=lambda x: x["images_per_sec"])["foreign_cores"]
+                          for v in samples.values())
+            step_one, step_two = case.batch / one * 1000, 2 * case.batch / two * 1000
+            megabytes = GRADIENT_MB[model] / (2 if case.dtype == "bfloat16" else 1)
+            variant = ("" if case.batch == 100 else f", batch {case.batch} per worker") + (
+                "" if case.dtype == "float32" else f", {case.dtype} gradients")
+            rows.append({
+                "id": f"scaling.{model}" + ("" if number == 0 else f".{case.key}"),
+                "figure": f"Scaling efficiency, {NAMES[model]}{variant}, 2 workers x 1 core "
+                          "vs 1 worker x 1 core",
+                "value": f"{eff:.2f} ({_fmt_rate(two)} global)",
+                "baseline": f"1 worker {_fmt_rate(one)}",
+                "ratio": f"{two / one:.2f}x", "target": ">= 0.85", "status": status(eff >= 0.85),
+                "notes": (f"batch {case.batch} per worker, taskset -c 0 / -c 1, RING all-reduce of "
+                          f"{case.dtype} gradients over gRPC on 127.0.0.1; best of "
+                          f"{len(samples['one'])} runs (2 workers: {len(samples['two'])}); "
+                          f"{case.steps} steps timed after {case.warm}; step time "
+                          f"{step_one:.1f} ms on 1 worker vs {step_two:.1f} ms on 2 "
+                          f"(+{step_two - step_one:.1f} ms per step to all-reduce "
+                          f"{megabytes:.2f} MB of gradients)"
+                          + (f"; env {' '.join(f'{k}={v}' for k, v in env_extra.items())}"
+                             if env_extra else "")
+                          + (f"; other processes used up to {foreign:.2f} cores during the best runs"
+                             if foreign > CONTENDED_CORES else "")),
+                "numbers": {"one": one, "two": two, "efficiency": eff, "batch": case.batch,
+                            "dtype": case.dtype}})
     return {"rows": rows, "details": details}
 
 
