@@ -1,4 +1,5 @@
-"""Shared test setup: make `model` importable from the repo root."""
+"""Shared test setup: make `model` importable from the repo root, and one real
+short MLP training run that the evaluator and export tests read."""
 
 from __future__ import annotations
 
@@ -15,3 +16,49 @@ if str(REPO_ROOT) not in sys.path:
 @pytest.fixture(scope="session")
 def repo_root() -> pathlib.Path:
     return REPO_ROOT
+
+
+TRAINED_STEPS = (10, 20, 30)  # the checkpoints of `trained_dir`
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    from model.data import load_mnist
+
+    return load_mnist(str(REPO_ROOT / "data" / "mnist"))
+
+
+@pytest.fixture(scope="session")
+def trained_dir(tmp_path_factory, mnist) -> pathlib.Path:
+    """A real 30-step MLP run on the bundled MNIST, checkpoints at 10, 20 and 30.
+
+    Shared by every test of the session: read it, or change `model_dir` (a copy).
+    """
+    import dataclasses
+
+    import tensorflow as tf
+
+    from model import checkpointing
+    from model import config as presets
+    from model.train import TrainConfig, train
+
+    model_dir = tmp_path_factory.mktemp("trained-mlp") / "model"
+    hparams = dataclasses.replace(presets.preset("default", "mlp"), max_steps=TRAINED_STEPS[-1])
+    result = train(TrainConfig(model="mlp", model_dir=str(model_dir), hparams=hparams,
+                               save_checkpoints_steps=10, save_summaries_steps=10,
+                               log_every_steps=10, steps_per_loop=10),
+                   strategy=tf.distribute.get_strategy(), datasets=mnist)
+    assert result.final_step == TRAINED_STEPS[-1]
+    assert checkpointing.list_checkpoints(str(model_dir)) == [
+        str(model_dir / f"ckpt-{s}") for s in TRAINED_STEPS]
+    return model_dir
+
+
+@pytest.fixture
+def model_dir(trained_dir, tmp_path) -> pathlib.Path:
+    """This test's own copy of `trained_dir`."""
+    import shutil
+
+    copy = tmp_path / "model"
+    shutil.copytree(trained_dir, copy)
+    return copy

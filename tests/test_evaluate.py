@@ -1,6 +1,6 @@
 """Tests of model/evaluate.py: the polling evaluator (issue 2).
 
-Real checkpoints are made once per module by training the MLP in-process for
+Real checkpoints are made once per test session (tests/conftest.py) by training the MLP in-process for
 30 steps on the bundled MNIST (checkpoints at steps 10, 20 and 30); each test
 works on its own copy of that model directory, damaging it as it likes.
 Accuracies are checked against an independent numpy forward pass over the
@@ -25,16 +25,14 @@ import pytest
 import tensorflow as tf
 
 from model import checkpointing
-from model import config as presets
-from model.data import load_mnist
 from model.evaluate import (FINAL_METRICS, MAX_READ_ATTEMPTS, STATE_FILE, EvalConfig, Evaluator,
                             evaluate)
 from model.networks import build_network
-from model.train import TrainConfig, train
+from tests.conftest import TRAINED_STEPS
 from model.train_state import MovingAverages
 
 REPO = Path(__file__).resolve().parent.parent
-STEPS = [10, 20, 30]
+STEPS = list(TRAINED_STEPS)
 FINAL = STEPS[-1]
 EVAL_LOGGER = "model.evaluate"
 AFTER_VALIDATION = re.compile(r"^After (\d+) training step\(s\), validation accuracy = (\S+)$")
@@ -42,33 +40,8 @@ AFTER_TEST = re.compile(r"^After (\d+) training step\(s\), test accuracy = (\S+)
 
 
 # --------------------------------------------------------------------------
-# Fixtures: one real training run per module, one copy of it per test
-
-
-@pytest.fixture(scope="module")
-def mnist():
-    return load_mnist(str(REPO / "data" / "mnist"))
-
-
-@pytest.fixture(scope="module")
-def trained_dir(tmp_path_factory, mnist) -> Path:
-    model_dir = tmp_path_factory.mktemp("evaluate-trained") / "model"
-    hparams = dataclasses.replace(presets.preset("default", "mlp"), max_steps=FINAL)
-    result = train(TrainConfig(model="mlp", model_dir=str(model_dir), hparams=hparams,
-                               save_checkpoints_steps=10, save_summaries_steps=10,
-                               log_every_steps=10, steps_per_loop=10),
-                   strategy=tf.distribute.get_strategy(), datasets=mnist)
-    assert result.final_step == FINAL
-    assert checkpointing.list_checkpoints(str(model_dir)) == [
-        str(model_dir / f"ckpt-{s}") for s in STEPS]
-    return model_dir
-
-
-@pytest.fixture
-def model_dir(trained_dir, tmp_path) -> Path:
-    copy = tmp_path / "model"
-    shutil.copytree(trained_dir, copy)
-    return copy
+# Fixtures (tests/conftest.py): `trained_dir`, one real training run per
+# session, and `model_dir`, one copy of it per test.
 
 
 def eval_config(model_dir: Path, **overrides) -> EvalConfig:

@@ -1,13 +1,12 @@
 """Tests of model/export.py: the SavedModel of the moving-average weights.
 
 The checkpoints come from one real 30-step training run of the MLP on the
-bundled MNIST per module; predictions are checked against an independent
+bundled MNIST per test session (tests/conftest.py); predictions are checked against an independent
 numpy forward pass over the tensors read straight from the checkpoint.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 import shutil
@@ -19,31 +18,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from model import config as presets
-from model.data import load_mnist
 from model.errors import ConfigError
 from model.export import export
-from model.train import TrainConfig, train
+from tests.conftest import TRAINED_STEPS
 
 REPO = Path(__file__).resolve().parent.parent
-FINAL = 30
-
-
-@pytest.fixture(scope="module")
-def mnist():
-    return load_mnist(str(REPO / "data" / "mnist"))
-
-
-@pytest.fixture(scope="module")
-def trained_dir(tmp_path_factory, mnist) -> Path:
-    model_dir = tmp_path_factory.mktemp("export-trained") / "model"
-    hparams = dataclasses.replace(presets.preset("default", "mlp"), max_steps=FINAL)
-    train(TrainConfig(model="mlp", model_dir=str(model_dir), hparams=hparams,
-                      save_checkpoints_steps=10, save_summaries_steps=10, log_every_steps=10,
-                      steps_per_loop=10),
-          strategy=tf.distribute.get_strategy(), datasets=mnist)
-    assert (model_dir / f"ckpt-{FINAL}.index").exists()
-    return model_dir
+FINAL = TRAINED_STEPS[-1]
 
 
 @pytest.fixture(scope="module")
@@ -53,13 +33,6 @@ def exported(trained_dir, tmp_path_factory):
     export_dir = tmp_path_factory.mktemp("exports") / "serving"
     assert export(str(trained_dir), str(export_dir)) == str(export_dir)
     return export_dir, tf.saved_model.load(str(export_dir)), before
-
-
-@pytest.fixture
-def model_dir(trained_dir, tmp_path) -> Path:
-    copy = tmp_path / "model"
-    shutil.copytree(trained_dir, copy)
-    return copy
 
 
 def tree_digest(root: Path) -> dict[str, str]:
