@@ -232,17 +232,26 @@ def job_info(job) -> WorkloadInfo:
     info = WorkloadInfo("Job", job.metadata.name, "running", active=(status.active or 0) if status else 0,
                         succeeded=(status.succeeded or 0) if status else 0,
                         failed=(status.failed or 0) if status else 0)
-    failed = _true(conditions, "Failed", "FailureTarget")
-    done = _true(conditions, "Complete", "SuccessCriteriaMet")
-    if failed:
-        info.state, info.reason, info.message = "failed", failed("reason"), failed("message")
-    elif done:
+    if not _state_from_conditions(info, conditions, failed=("Failed", "FailureTarget"),
+                                  done=("Complete", "SuccessCriteriaMet")) \
+            and not info.active and not info.succeeded:
+        info.state = "pending"
+    return info
+
+
+def _state_from_conditions(info: WorkloadInfo, conditions, *, failed: tuple[str, ...],
+                           done: tuple[str, ...]) -> bool:
+    """Set info.state from a failed, done or suspended condition; False if none is true."""
+    failure = _true(conditions, *failed)
+    if failure:
+        info.state, info.reason, info.message = "failed", failure("reason"), failure("message")
+    elif _true(conditions, *done):
         info.state = "succeeded"
     elif _true(conditions, "Suspended"):
         info.state = "suspended"
-    elif not info.active and not info.succeeded:
-        info.state = "pending"
-    return info
+    else:
+        return False
+    return True
 
 
 def custom_info(obj: dict) -> WorkloadInfo:
@@ -250,15 +259,9 @@ def custom_info(obj: dict) -> WorkloadInfo:
     kind, name = obj.get("kind", "?"), obj.get("metadata", {}).get("name", "?")
     conditions = (obj.get("status") or {}).get("conditions") or []
     info = WorkloadInfo(kind, name, "pending" if not conditions else "running")
-    failed = _true(conditions, "Failed")
-    done = _true(conditions, "Completed", "Succeeded")
-    if failed:
-        info.state, info.reason, info.message = "failed", failed("reason"), failed("message")
-    elif done:
-        info.state = "succeeded"
-    elif _true(conditions, "Suspended"):
-        info.state = "suspended"
-    elif _true(conditions, "Restarting"):
+    if not _state_from_conditions(info, conditions, failed=("Failed",),
+                                  done=("Completed", "Succeeded")) \
+            and _true(conditions, "Restarting"):
         info.state, info.reason = "running", "Restarting"
     return info
 

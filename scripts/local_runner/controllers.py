@@ -190,6 +190,13 @@ class Workload:
         self.cluster.event(f"{self.ref}: {status} ({reason}){': ' + message if message else ''}")
         self._delete_active(f"{self.ref} {status.lower()}")
 
+    def _ended_by_deadline(self, deadline, message: str) -> bool:
+        """Fail with DeadlineExceeded once active for `deadline` seconds (None: never)."""
+        if deadline is None or self.cluster.now() - self.started_at < float(deadline):
+            return False
+        self._finish("Failed", "DeadlineExceeded", message)
+        return True
+
     def describe(self) -> dict:
         return {"kind": self.kind, "name": self.name, "component": self.component,
                 "status": self.status, "reason": self.reason, "message": self.message}
@@ -293,11 +300,10 @@ class JobController(Workload):
     def tick(self) -> None:
         if self.terminal or self.started_at is None:
             return
-        now = self.cluster.now()
-        if self.deadline is not None and now - self.started_at >= float(self.deadline):
-            self._finish("Failed", "DeadlineExceeded",
-                         f"Job was active longer than specified deadline ({self.deadline} s)")
+        if self._ended_by_deadline(
+                self.deadline, f"Job was active longer than specified deadline ({self.deadline} s)"):
             return
+        now = self.cluster.now()
         running = sum(1 for s in self.indexes if s.current is not None)
         for state in self.indexes:
             if running >= self.parallelism:
@@ -576,11 +582,10 @@ class TFJobController(Workload):
     def tick(self) -> None:
         if self.terminal or self.started_at is None:
             return
-        now = self.cluster.now()
-        if self.deadline is not None and now - self.started_at >= float(self.deadline):
-            self._finish("Failed", "DeadlineExceeded",
-                         f"TFJob exceeded activeDeadlineSeconds {self.deadline}")
+        if self._ended_by_deadline(self.deadline,
+                                   f"TFJob exceeded activeDeadlineSeconds {self.deadline}"):
             return
+        now = self.cluster.now()
         for rtype, i, rspec in self.replicas:
             key = (rtype, i)
             if key in self.succeeded or self.current[key] is not None or self.next_start[key] > now:
