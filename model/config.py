@@ -1,9 +1,12 @@
 """Hyperparameters and the named presets.
 
 `tutorial` reproduces the Caicloud tutorial exactly (plain SGD, its learning
-rates and step counts). `default` is what `make bench` measured to reach the
-accuracy targets on the full MNIST (see README): the MLP keeps the tutorial's
-schedule, LeNet-5 adds momentum so it converges in a practical time on CPU.
+rates and step counts). `default` is what was measured to reach the accuracy
+targets on the full MNIST (see README): both models add momentum 0.9. The MLP
+keeps the tutorial's 30,000 steps and decay; with momentum 0.9 and a base rate
+of 0.1 its test accuracy was 98.50-98.57% over seeds 0-3, where the tutorial's
+plain SGD at 0.8 gave 98.32% (seed 0). LeNet-5 with momentum converges in a
+practical time on CPU.
 """
 
 from __future__ import annotations
@@ -50,7 +53,8 @@ PRESETS: dict[str, dict[str, Hyperparameters]] = {
         "lenet5": Hyperparameters(batch_size=100, max_steps=6_000, learning_rate_base=0.01),
     },
     "default": {
-        "mlp": Hyperparameters(batch_size=100, max_steps=30_000, learning_rate_base=0.8),
+        "mlp": Hyperparameters(batch_size=100, max_steps=30_000, learning_rate_base=0.1,
+                               momentum=0.9),
         "lenet5": Hyperparameters(
             batch_size=100, max_steps=8_000, learning_rate_base=0.02,
             learning_rate_decay=0.95, momentum=0.9),

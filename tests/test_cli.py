@@ -275,7 +275,7 @@ def test_tiny_run_succeeds_and_writes_its_model_dir(runs):
     events = [name for name in runs["first_run"] if name.startswith("train/events.out.tfevents.")]
     assert len(events) == 1, runs["first_run"]
     assert b"loss" in (model_dir / events[0]).read_bytes()
-    assert re.search(r"^train \| step 20 \| loss \d+\.\d+ \| batch acc [01]\.\d+ \| lr 0\.80000 \|",
+    assert re.search(r"^train \| step 20 \| loss \d+\.\d+ \| batch acc [01]\.\d+ \| lr 0\.10000 \|",
                      result.stdout, re.M), str(result)
     assert re.search(r"^train \| step 10 \| saved .*ckpt-10$", result.stdout, re.M), str(result)
     assert re.search(r"^train \| done \| step 20 \| .* weights sha256 [0-9a-f]{64}$",
