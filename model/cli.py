@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 
+from model.config import ALL_REDUCE_DTYPES
 from model.errors import (EXIT_CONFIG_ERROR, EXIT_FAILURE, EXIT_OK, EXIT_PREEMPTED,
                           ConfigError, MnistTrainError)
 
@@ -154,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: %(default)s)")
     t.add_argument("--keep-checkpoints", type=_positive_int, default=5,
                    help="checkpoints kept in the model dir (default: %(default)s)")
-    t.add_argument("--all-reduce-dtype", choices=["float32", "bfloat16"], default="float32",
+    t.add_argument("--all-reduce-dtype", choices=ALL_REDUCE_DTYPES, default="float32",
                    help="type of the gradients exchanged between workers each step: bfloat16 "
                    "halves the bytes on the wire (the summed gradient keeps 8 significant "
                    "bits); worth it when the network, not the compute, bounds the step "

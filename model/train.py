@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from model import checkpointing
-from model.config import Hyperparameters
+from model.config import ALL_REDUCE_DTYPES, Hyperparameters
 from model.data import MnistSplits, load_mnist
 from model.errors import ConfigError
 from model.input_pipeline import train_dataset_fn
@@ -29,7 +29,6 @@ from model.train_state import TrainState, apply_update, learning_rate, loss_fn
 log = logging.getLogger(__name__)
 
 _SAVE, _STOP = 0, 1  # indices into the control flags
-ALL_REDUCE_DTYPES = ("float32", "bfloat16")
 
 
 class Preempted(Exception):
