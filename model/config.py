@@ -16,6 +16,8 @@ import dataclasses
 TRAIN_EXAMPLES = 55_000
 # Types the gradients may take on the wire between workers (--all-reduce-dtype).
 ALL_REDUCE_DTYPES = ("float32", "bfloat16")
+# Types the forward and backward passes may run in (--compute-dtype; model/networks.py).
+COMPUTE_DTYPES = ("float32", "bfloat16")
 
 
 @dataclasses.dataclass(frozen=True)

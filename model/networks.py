@@ -7,11 +7,19 @@ Nothing here knows about strategies, files or flags: create a network inside
 Both follow the Caicloud TensorFlow tutorial (chapters 5 and 6): weights drawn
 from a truncated normal with stddev 0.1, biases constant, and the fully
 connected weights (not biases, not convolution kernels) L2-regularised.
+
+`compute_dtype="bfloat16"` is mixed precision: the variables (and so the
+gradients, the optimizer and the checkpoints) stay float32, each layer casts
+them and its input to bfloat16, and the logits come back as float32 so the
+softmax and the loss keep full precision. On CPUs with AVX512_BF16 or AMX and on
+GPUs from Ampere on, the convolutions then run about twice as fast.
 """
 
 from __future__ import annotations
 
 import tensorflow as tf
+
+from model.config import COMPUTE_DTYPES
 
 INPUT_NODE = 784
 OUTPUT_NODE = 10
@@ -33,6 +41,20 @@ class Network(tf.Module):
     #: `tf.add_to_collection('losses', regularizer(weights))`).
     regularized_variables: tuple[tf.Variable, ...] = ()
 
+    def __init__(self, compute_dtype: str = "float32", name: str | None = None):
+        super().__init__(name=name)
+        if compute_dtype not in COMPUTE_DTYPES:
+            raise ValueError(f"compute dtype must be one of {', '.join(COMPUTE_DTYPES)}, "
+                             f"got {compute_dtype!r}")
+        self.compute_dtype = tf.as_dtype(compute_dtype)
+
+    def _in(self, value) -> tf.Tensor:
+        """`value` (a variable or the images) in the compute dtype."""
+        return tf.cast(value, self.compute_dtype)
+
+    def _logits(self, value) -> tf.Tensor:
+        return tf.cast(value, tf.float32)
+
     def __call__(self, images: tf.Tensor, training: bool = False) -> tf.Tensor:
         """Logits [batch, 10] for float32 images [batch, 784] scaled to [0, 1]."""
         raise NotImplementedError
@@ -41,8 +63,8 @@ class Network(tf.Module):
 class MLP(Network):
     """784-500-10 with ReLU (tutorial chapter 5, `mnist_inference.py`)."""
 
-    def __init__(self, hidden_units: int = 500, name: str = "mlp"):
-        super().__init__(name=name)
+    def __init__(self, hidden_units: int = 500, compute_dtype: str = "float32", name: str = "mlp"):
+        super().__init__(compute_dtype, name=name)
         with self.name_scope:
             self.layer1_weights = _weight([INPUT_NODE, hidden_units], "layer1_weights")
             self.layer1_biases = _bias(hidden_units, 0.1, "layer1_biases")
@@ -51,8 +73,10 @@ class MLP(Network):
         self.regularized_variables = (self.layer1_weights, self.layer2_weights)
 
     def __call__(self, images, training=False):
-        hidden = tf.nn.relu(tf.matmul(images, self.layer1_weights) + self.layer1_biases)
-        return tf.matmul(hidden, self.layer2_weights) + self.layer2_biases
+        hidden = tf.nn.relu(tf.matmul(self._in(images), self._in(self.layer1_weights))
+                            + self._in(self.layer1_biases))
+        return self._logits(tf.matmul(hidden, self._in(self.layer2_weights))
+                            + self._in(self.layer2_biases))
 
 
 class LeNet5(Network):
@@ -62,8 +86,9 @@ class LeNet5(Network):
     fc 512 + ReLU (+ dropout 0.5 while training), fc 10.
     """
 
-    def __init__(self, dropout_rate: float = 0.5, name: str = "lenet5"):
-        super().__init__(name=name)
+    def __init__(self, dropout_rate: float = 0.5, compute_dtype: str = "float32",
+                 name: str = "lenet5"):
+        super().__init__(compute_dtype, name=name)
         self.dropout_rate = dropout_rate
         with self.name_scope:
             self.conv1_weights = _weight([5, 5, 1, 32], "conv1_weights")
@@ -78,29 +103,31 @@ class LeNet5(Network):
         self.regularized_variables = (self.fc1_weights, self.fc2_weights)
 
     def __call__(self, images, training=False):
-        x = tf.reshape(images, [-1, IMAGE_SIZE, IMAGE_SIZE, 1])
+        w = self._in
+        x = tf.reshape(w(images), [-1, IMAGE_SIZE, IMAGE_SIZE, 1])
         x = tf.nn.relu(tf.nn.bias_add(
-            tf.nn.conv2d(x, self.conv1_weights, strides=1, padding="SAME"), self.conv1_biases))
+            tf.nn.conv2d(x, w(self.conv1_weights), strides=1, padding="SAME"), w(self.conv1_biases)))
         x = tf.nn.max_pool2d(x, ksize=2, strides=2, padding="SAME")
         x = tf.nn.relu(tf.nn.bias_add(
-            tf.nn.conv2d(x, self.conv2_weights, strides=1, padding="SAME"), self.conv2_biases))
+            tf.nn.conv2d(x, w(self.conv2_weights), strides=1, padding="SAME"), w(self.conv2_biases)))
         x = tf.nn.max_pool2d(x, ksize=2, strides=2, padding="SAME")
         x = tf.reshape(x, [-1, self.fc1_weights.shape[0]])
-        x = tf.nn.relu(tf.matmul(x, self.fc1_weights) + self.fc1_biases)
+        x = tf.nn.relu(tf.matmul(x, w(self.fc1_weights)) + w(self.fc1_biases))
         if training and self.dropout_rate > 0:
             x = tf.nn.dropout(x, rate=self.dropout_rate)
-        return tf.matmul(x, self.fc2_weights) + self.fc2_biases
+        return self._logits(tf.matmul(x, w(self.fc2_weights)) + w(self.fc2_biases))
 
 
 NETWORKS = {"mlp": MLP, "lenet5": LeNet5}
 
 
-def build_network(name: str) -> Network:
+def build_network(name: str, compute_dtype: str = "float32") -> Network:
     """A freshly initialised network by name ("mlp" or "lenet5")."""
     try:
-        return NETWORKS[name]()
+        network_class = NETWORKS[name]
     except KeyError:
         raise ValueError(f"unknown model {name!r}; expected one of {sorted(NETWORKS)}") from None
+    return network_class(compute_dtype=compute_dtype)
 
 
 def parameter_count(network: tf.Module) -> int:

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from model import checkpointing
-from model.config import ALL_REDUCE_DTYPES, Hyperparameters
+from model.config import ALL_REDUCE_DTYPES, COMPUTE_DTYPES, Hyperparameters
 from model.data import MnistSplits, load_mnist
 from model.errors import ConfigError
 from model.input_pipeline import train_dataset_fn
@@ -56,6 +56,8 @@ class TrainConfig:
     # The gradients' type on the wire: bfloat16 halves the bytes each step
     # sends (the sum is then rounded to 8 significant bits).
     all_reduce_dtype: str = "float32"
+    # The forward and backward passes' type (model/networks.py: mixed precision).
+    compute_dtype: str = "float32"
 
     def validate(self) -> None:
         self.hparams.validate()
@@ -69,6 +71,9 @@ class TrainConfig:
         if self.all_reduce_dtype not in ALL_REDUCE_DTYPES:
             raise ConfigError(f"all-reduce-dtype must be one of {', '.join(ALL_REDUCE_DTYPES)}, "
                               f"got {self.all_reduce_dtype!r}")
+        if self.compute_dtype not in COMPUTE_DTYPES:
+            raise ConfigError(f"compute-dtype must be one of {', '.join(COMPUTE_DTYPES)}, "
+                              f"got {self.compute_dtype!r}")
         if not self.model_dir:
             raise ConfigError("a model directory is required (--model-dir or TF_LOGDIR)")
 
@@ -231,7 +236,7 @@ def _train(config: TrainConfig, strategy, datasets, is_chief, stop: threading.Ev
                                    write=is_chief)
     tf.random.set_seed(hp.seed)
     with strategy.scope():
-        state = TrainState(config.model, hp)
+        state = TrainState(config.model, hp, config.compute_dtype)
     checkpoint = state.checkpoint()
     latest = checkpointing.restore_newest(checkpoint, config.model_dir)
     if latest:

@@ -33,9 +33,11 @@ class MovingAverages(tf.Module):
 class TrainState(tf.Module):
     """Network, moving averages, optimizer slots and global step: one checkpoint."""
 
-    def __init__(self, model: str, hparams: Hyperparameters):
+    def __init__(self, model: str, hparams: Hyperparameters, compute_dtype: str = "float32"):
         super().__init__(name="train_state")
-        self.network = build_network(model)
+        # The compute dtype is not saved: the variables are float32 either way,
+        # so a checkpoint restores under any compute dtype.
+        self.network = build_network(model, compute_dtype)
         self.averages = MovingAverages(self.network)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         # Momentum accumulators; none for the tutorial's plain gradient descent.

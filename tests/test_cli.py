@@ -178,7 +178,8 @@ def test_train_help_lists_the_flags(tmp_path):
     result = run(["train", "--help"], tmp_path)
     for flag in ["--model", "--model-dir", "--data-dir", "--max-steps", "--save-checkpoints-steps",
                  "--save-checkpoints-secs", "--save-summaries-steps", "--preset", "--batch-size",
-                 "--momentum", "--seed", "--steps-per-loop", "--collective-timeout-secs"]:
+                 "--momentum", "--seed", "--steps-per-loop", "--collective-timeout-secs",
+                 "--all-reduce-dtype", "--compute-dtype"]:
         assert flag in result.stdout
 
 
@@ -202,6 +203,7 @@ def test_export_help_documents_exit_codes(tmp_path):
     (["train", "--model", "mlp", "--save-checkpoints-secs", "0"], "--save-checkpoints-secs"),
     (["train", "--model", "mlp", "--no-such-flag"], "--no-such-flag"),
     (["train", "--model", "mlp", "--all-reduce-dtype", "float16"], "--all-reduce-dtype"),
+    (["train", "--model", "mlp", "--compute-dtype", "float16"], "--compute-dtype"),
     (["export", "--model-dir", "x"], "--export-dir"),
     ([], "required"),
     (["fit"], "invalid choice: 'fit'"),

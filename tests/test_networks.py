@@ -168,3 +168,51 @@ def test_lenet5_without_dropout_is_deterministic_in_training():
     network = LeNet5(dropout_rate=0.0)
     x = tf.constant(_images(4, seed=6))
     np.testing.assert_array_equal(network(x, training=True).numpy(), network(x).numpy())
+
+
+# --- mixed precision (compute_dtype="bfloat16") ---------------------------------------------
+
+def _twin(network_name: str, source, compute_dtype: str):
+    """A network of the same kind holding `source`'s weights, computing in `compute_dtype`."""
+    twin = build_network(network_name, compute_dtype)
+    for mine, theirs in zip(twin.trainable_variables, source.trainable_variables):
+        mine.assign(theirs)
+    return twin
+
+
+@pytest.mark.parametrize("network_name", ["mlp", "lenet5"])
+def test_bfloat16_compute_keeps_float32_variables_gradients_and_logits(request, network_name):
+    reference = request.getfixturevalue("lenet" if network_name == "lenet5" else network_name)
+    mixed = _twin(network_name, reference, "bfloat16")
+    assert all(v.dtype == tf.float32 for v in mixed.trainable_variables)
+    x = tf.constant(_images(32, seed=8))
+    labels = tf.constant(np.arange(32) % 10, dtype=tf.int32)
+
+    def loss_and_grads(network):
+        with tf.GradientTape() as tape:
+            logits = network(x)
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+        return logits, tape.gradient(loss, network.trainable_variables)
+
+    want_logits, want_grads = loss_and_grads(reference)
+    logits, grads = loss_and_grads(mixed)
+    assert logits.dtype == tf.float32
+    # bfloat16 keeps 8 significant bits: close to float32, but not equal (it did compute in bf16).
+    scale = float(tf.reduce_max(tf.abs(want_logits)))
+    err = float(tf.reduce_max(tf.abs(logits - want_logits)))
+    assert 0 < err < 0.05 * scale, (err, scale)
+    for g, w in zip(grads, want_grads):
+        assert g.dtype == tf.float32
+        cosine = float(tf.reduce_sum(g * w) / (tf.norm(g) * tf.norm(w)))
+        assert cosine > 0.99, cosine
+
+
+def test_float32_compute_is_unchanged_by_the_casts(lenet):
+    twin = _twin("lenet5", lenet, "float32")
+    x = tf.constant(_images(4, seed=9))
+    np.testing.assert_array_equal(twin(x).numpy(), lenet(x).numpy())
+
+
+def test_unknown_compute_dtype_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"compute dtype must be one of float32, bfloat16, got 'float16'"):
+        build_network("mlp", "float16")

@@ -79,3 +79,30 @@ def test_resuming_with_another_network_is_refused(model_dir, datasets):
     with pytest.raises(ConfigError, match="holds a 'mlp' run"):
         train(config(model_dir, 40, model="lenet5"), strategy=tf.distribute.get_strategy(),
               datasets=datasets)
+
+
+# --- compute dtype: the checkpoint is float32 either way ------------------------------------
+
+def test_a_float32_run_resumes_in_bfloat16_compute(model_dir, datasets):
+    cfg = dataclasses.replace(config(model_dir, 40), compute_dtype="bfloat16")
+    result = train(cfg, strategy=tf.distribute.get_strategy(), datasets=datasets)
+    assert (result.start_step, result.final_step) == (30, 40)
+
+
+def test_bfloat16_training_learns_and_scores_in_float32(tmp_path, datasets):
+    from model.evaluate import CheckpointScorer
+    from model.input_pipeline import eval_dataset
+
+    cfg = dataclasses.replace(config(tmp_path / "model", 200), compute_dtype="bfloat16",
+                              save_checkpoints_steps=200)
+    train(cfg, strategy=tf.distribute.get_strategy(), datasets=datasets)
+    scorer = CheckpointScorer("mlp")
+    assert scorer.restore(checkpointing.list_checkpoints(str(tmp_path / "model"))[-1]) == 200
+    averaged, raw = scorer.accuracy(eval_dataset(datasets.validation, 500), len(datasets.validation))
+    assert raw > 0.9 and averaged > 0.9, (raw, averaged)
+
+
+def test_unknown_compute_dtype_is_a_config_error(tmp_path):
+    cfg = dataclasses.replace(config(tmp_path / "model", 10), compute_dtype="float16")
+    with pytest.raises(ConfigError, match="compute-dtype must be one of float32, bfloat16"):
+        cfg.validate()
