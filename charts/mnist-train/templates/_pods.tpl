@@ -83,6 +83,8 @@ spec:
         - {{ $v.training.batchSize | quote }}
         - --all-reduce-dtype
         - {{ $v.training.allReduceDtype | quote }}
+        - --compute-dtype
+        - {{ $v.training.computeDtype | quote }}
         - --save-checkpoints-steps
         - {{ $v.training.saveCheckpointsSteps | quote }}
         {{- if gt (int $v.training.saveCheckpointsSecs) 0 }}
