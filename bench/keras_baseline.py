@@ -7,8 +7,10 @@ momentum as the `default` preset, the same 55,000 training images from
 `model.data.load_mnist` as an in-memory shuffled `tf.data` pipeline, batch
 100. One `fit` call runs warmup + measured steps; a callback timestamps the
 batch ends, and the rate is taken over the measured steps only (the first
-`--warmup-steps` include tracing and are discarded). Prints one JSON line
-starting with `BENCH_RESULT `.
+`--warmup-steps` include tracing and are discarded). `--compute-dtype
+bfloat16` sets Keras's `mixed_bfloat16` policy, the counterpart of ours
+(float32 variables, bfloat16 layers). Prints one JSON line starting with
+`BENCH_RESULT `.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup-steps", type=int, required=True)
     p.add_argument("--steps", type=int, required=True, help="measured steps after the warm-up")
     p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--compute-dtype", choices=["float32", "bfloat16"], default="float32")
     p.add_argument("--data-dir", default=os.path.join(os.path.dirname(os.path.dirname(
         os.path.abspath(__file__))), "data", "mnist"))
     args = p.parse_args(argv)
@@ -76,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
 
     hp = preset("default", args.model)
     tf.random.set_seed(hp.seed)
+    if args.compute_dtype == "bfloat16":
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
     train = load_mnist(args.data_dir).train
     images = train.images.astype(np.float32) / 255.0
     images = images.reshape(-1, 784) if args.model == "mlp" else images.reshape(-1, 28, 28, 1)
@@ -107,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
               "warmup_seconds": ends[args.warmup_steps - 1] - t0, "fit_seconds": wall,
               "final_loss": float(history.history["loss"][-1]),
               "jit_compile": bool(model.jit_compile), "keras": keras.__version__,
-              "backend": keras.backend.backend(), "parameters": int(model.count_params())}
+              "backend": keras.backend.backend(), "parameters": int(model.count_params()),
+              "dtype_policy": keras.mixed_precision.global_policy().name}
     print("BENCH_RESULT " + json.dumps(result), flush=True)
     return 0
 

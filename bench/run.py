@@ -1,6 +1,6 @@
 """`make bench`: measure, write bench/results/results.{json,md} and print the table.
 
-    python -m bench.run                      # everything (~25-35 min on 2 cores)
+    python -m bench.run                      # everything (~65 min on 2 cores)
     python -m bench.run --only throughput,scaling
     python -m bench.run --quick              # short schedules: checks the harness, NOT the figures
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import re
 import shutil
 import signal
 import sys
@@ -50,7 +51,9 @@ METHODS = {
         "shuffled tf.data pipeline, `fit` with default settings (jit_compile auto = off on CPU, "
         "steps_per_execution 1); the rate is timed by a batch-end callback after the same warm-up. "
         "Runs alternate ours/Keras, Keras/ours; the best of the repeats is reported. Keras does "
-        "not compute our moving averages or learning-rate decay."),
+        "not compute our moving averages or learning-rate decay. The issue's figures are float32 "
+        "against float32; the bfloat16 row is `--compute-dtype bfloat16` against Keras's "
+        "`mixed_bfloat16` policy (both float32 variables, bfloat16 layers)."),
     "scaling": (
         "1 worker pinned with `taskset -c 0` vs 2 workers on 127.0.0.1 pinned with `taskset -c 0` and "
         "`taskset -c 1`, rate from worker 0's progress lines after the warm-up (global images/s); "
@@ -62,7 +65,9 @@ METHODS = {
         "`python -m model evaluate --eval-interval-secs {interval:g}` running alongside; time to 99% is "
         "the time the evaluator printed the first eval line with validation_accuracy >= 0.99, counted "
         "from the trainer's launch. MLP: the evaluator runs after training (scores the kept checkpoints "
-        "and the final one). Test accuracy is final_metrics.json's test_accuracy (moving-average weights)."),
+        "and the final one). Test accuracy is final_metrics.json's test_accuracy (moving-average weights). "
+        "The bfloat16 rows repeat the LeNet-5 run with `--compute-dtype bfloat16` (the evaluator "
+        "scores in float32 as always)."),
     "resources": (
         "peak RSS = ru_maxrss from wait4 of each worker process of the 2-worker LeNet-5 run; "
         "evaluator time = restore + score 5,000 validation images with model.evaluate.CheckpointScorer "
@@ -74,6 +79,18 @@ def _on_sigterm(signum, frame):
     raise SystemExit(128 + signum)
 
 
+def _row_model(row: dict) -> str | None:
+    """"mlp" or "lenet5" from a row id such as "scaling.lenet5.batch200" (None: "resources.rss")."""
+    match = re.match(r"mlp|lenet5", row["id"].split(".", 1)[1])
+    return match.group(0) if match else None
+
+
+def _is_extra(row: dict) -> bool:
+    """Rows beyond the issue's figures (other batches or dtypes) carry a "." or "-" suffix."""
+    model = _row_model(row)
+    return model is not None and row["id"].split(".", 1)[1][len(model):][:1] in (".", "-")
+
+
 def _carry_over_rows(new: dict, old: dict | None, models: list[str]) -> None:
     """Keep an earlier run's rows for the networks not measured now (`--models` subset)."""
     if not old or old.get("error"):
@@ -81,14 +98,14 @@ def _carry_over_rows(new: dict, old: dict | None, models: list[str]) -> None:
     skipped = {"mlp", "lenet5"} - set(models)
     have = {row["id"] for row in new["rows"]}
     for row in old.get("rows", []):
-        row_model = row["id"].split(".", 1)[1].split("_", 1)[0]
-        if row["id"] not in have and row_model in skipped:
+        if row["id"] not in have and _row_model(row) in skipped:
             earlier = dict(row)
             if "(from an earlier run" not in earlier["notes"]:
                 earlier["notes"] += f" (from an earlier run: {old.get('measured_at')}, {old.get('commit')})"
             new["rows"].append(earlier)
+    # The issue's figures first (MLP, then LeNet-5), then the extra cases in the same order.
     order = {m: i for i, m in enumerate(("mlp", "lenet5"))}
-    new["rows"].sort(key=lambda r: order.get(r["id"].split(".", 1)[1].split("_", 1)[0], 9))
+    new["rows"].sort(key=lambda r: (_is_extra(r), order.get(_row_model(r), 9)))
 
 
 def _prune_logs(root: Path) -> None:
@@ -147,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     results = {"run_id": run_id, "quick": args.quick, "machine": info,
                "sections": dict(previous.get("sections", {})),
                "plan": {"repeats": plan.repeats, "throughput_steps": plan.throughput_steps,
+                        "throughput_dtypes": plan.throughput_dtypes,
+                        "accuracy_dtypes": plan.accuracy_dtypes,
                         "scaling_cases": {m: [dataclasses.asdict(c) for c in cases]
                                           for m, cases in plan.scaling_cases.items()},
                         "accuracy_max_steps": plan.accuracy_max_steps,
