@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 
+from model.allocator import keep_freed_memory
 from model.config import ALL_REDUCE_DTYPES, COMPUTE_DTYPES
 from model.errors import (EXIT_CONFIG_ERROR, EXIT_FAILURE, EXIT_OK, EXIT_PREEMPTED,
                           ConfigError, MnistTrainError)
@@ -283,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, stream=sys.stdout, format="%(message)s", force=True)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter out of the logs
+    # Before TensorFlow allocates anything (see model/allocator.py).
+    log.info("malloc | %s", keep_freed_memory())
     try:
         return {"train": _train, "evaluate": _evaluate, "export": _export}[args.command](args)
     except MnistTrainError as e:
