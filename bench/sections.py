@@ -47,6 +47,7 @@ class Plan:
     accuracy_ckpt_steps: dict
     eval_interval_secs: float
     resources_steps: int  # the 2-worker LeNet-5 run when scaling did not provide one
+    kernel_repeats: int  # calls per timing in bench/kernels.py
     scorer_repeats: int
 
 
@@ -68,6 +69,7 @@ FULL = Plan(
     accuracy_ckpt_steps={"mlp": 1000, "lenet5": 250},
     eval_interval_secs=20.0,
     resources_steps=300,
+    kernel_repeats=30,
     scorer_repeats=6,
 )
 
@@ -83,6 +85,7 @@ QUICK = Plan(
     accuracy_ckpt_steps={"mlp": 250, "lenet5": 100},
     eval_interval_secs=5.0,
     resources_steps=200,
+    kernel_repeats=5,
     scorer_repeats=3,
 )
 
@@ -200,7 +203,43 @@ def throughput(ctx: Context, plan: Plan, models: list[str]) -> dict:
             rows.append({"id": f"throughput.{key}", "value": _fmt_rate(best["ours"]),
                          "ratio": f"{ratio:.2f}x", **row,
                          "numbers": {"ours": best["ours"], "keras": best["keras"], "ratio": ratio}})
+    if "lenet5" in models:
+        rows.append(_kernel_roofline(ctx, plan, details))
     return {"rows": rows, "details": details}
+
+
+def _kernel_roofline(ctx: Context, plan: Plan, details: dict) -> dict:
+    """How near the LeNet-5 step's arithmetic is to the CPU's matmul rate (bench/kernels.py)."""
+    ctx.say("   kernels: LeNet-5 layer kernels and a 2048 x 2048 matmul, float32 and bfloat16")
+
+    def fn():
+        r, proc = run_result_script(ctx, "kernels-lenet5", "bench.kernels",
+                                    ["--repeats", str(plan.kernel_repeats)], timeout=900)
+        return r, proc.cpu_seconds
+
+    result = _least_contended(_measure(ctx, fn))
+    details["kernels"] = result
+    f32, bf16 = result["results"]["float32"], result["results"]["bfloat16"]
+    conv2 = sum(v["ms"] for k, v in f32["layers"].items() if k.startswith("conv2"))
+    return {
+        "id": "throughput.lenet5-kernels",
+        "figure": "LeNet-5 forward + backward at batch 100: arithmetic rate against this CPU's matmul rate",
+        "value": f"{f32['step_gflops_per_sec']:.0f} GFLOP/s",
+        "baseline": f"2048x2048 matmul {f32['matmul_gflops_per_sec']:.0f} GFLOP/s",
+        "ratio": f"{f32['step_fraction_of_matmul_rate']:.2f}x", "target": "none set (reported)",
+        "status": "info",
+        "notes": (f"float32: {f32['step_gflop']:.2f} GFLOP per step in {f32['step_ms']:.1f} ms, of which "
+                  f"conv2's three kernels take {conv2:.1f} ms at "
+                  f"{max(v['gflops_per_sec'] for k, v in f32['layers'].items() if k.startswith('conv2')):.0f}"
+                  f" GFLOP/s at best; so, doing the same arithmetic, no framework runs this "
+                  f"float32 step more than {1 / f32['step_fraction_of_matmul_rate']:.2f}x faster "
+                  f"on this CPU. bfloat16: "
+                  f"{bf16['step_gflops_per_sec']:.0f} of {bf16['matmul_gflops_per_sec']:.0f} GFLOP/s "
+                  f"({bf16['step_fraction_of_matmul_rate']:.2f}x), {bf16['step_ms']:.1f} ms per step"
+                  + (f"; other processes used {result['foreign_cores']:.2f} cores meanwhile"
+                     if result["foreign_cores"] > CONTENDED_CORES else "")),
+        "numbers": {d: {k: r[k] for k in ("step_gflops_per_sec", "matmul_gflops_per_sec", "step_ms")}
+                    for d, r in result["results"].items()}}
 
 
 # --- 2. scaling ------------------------------------------------------------------------------
