@@ -7,8 +7,9 @@ threshold is free there. A training step allocates and frees the same
 megabytes of activations, gradients and gRPC buffers every time, so the kernel
 maps, zeroes and unmaps them every step: a LeNet-5 worker of a 2-worker run
 took 28,000 page faults a second (about 8% of its CPU in the kernel's fault
-and munmap paths, perf), and 119 with the settings below, which made it ~12%
-faster at the same peak memory (895 vs 889 MB).
+and munmap paths, perf), and 26 with the settings below, which made the pair
+~11% faster (2,164 vs 1,948 img/s, mean of three runs each) at the same peak
+memory (899 vs 889 MB).
 
 The settings: blocks up to 32 MiB (glibc's ceiling) from the heap, 1 GiB of
 free heap kept before trimming, and heap growth in 64 MiB steps. They are
