@@ -17,6 +17,9 @@ GPUs from Ampere on, the convolutions then run 1.6-1.8x as fast (bench/kernels.p
 
 from __future__ import annotations
 
+import contextlib
+from typing import NamedTuple
+
 import tensorflow as tf
 
 from model.config import COMPUTE_DTYPES
@@ -34,12 +37,36 @@ def _bias(size: int, value: float, name: str) -> tf.Variable:
     return tf.Variable(tf.constant(value, shape=[size]), name=name)
 
 
+class DenseLayerTap(NamedTuple):
+    """One fully connected layer's weights, input and output (before the
+    activation) as one call of the network computed them."""
+
+    weights: tf.Variable
+    inputs: tf.Tensor
+    outputs: tf.Tensor
+
+
+class _TapList:
+    """Not a list, so tf.Module's attribute tracking leaves it out of checkpoints."""
+
+    def __init__(self):
+        self.taps: list[DenseLayerTap] = []
+
+
 class Network(tf.Module):
     """Interface shared by the networks: images in, logits out."""
 
     #: Variables whose L2 norm is added to the loss (the tutorial's
     #: `tf.add_to_collection('losses', regularizer(weights))`).
     regularized_variables: tuple[tf.Variable, ...] = ()
+    @property
+    def dense_weights(self) -> tuple[tf.Variable, ...]:
+        """The fully connected layers' weights, [fan_in, fan_out] each, in the
+        order a call computes them (see `recording_dense_layers`). A property,
+        not an attribute: tf.Module would track it and reorder
+        `trainable_variables`, which the moving averages pair by position."""
+        return ()
+    _recorder: _TapList | None = None
 
     def __init__(self, compute_dtype: str = "float32", name: str | None = None):
         super().__init__(name=name)
@@ -54,6 +81,26 @@ class Network(tf.Module):
 
     def _logits(self, value) -> tf.Tensor:
         return tf.cast(value, tf.float32)
+
+    def _dense(self, inputs, weights: tf.Variable, biases: tf.Variable) -> tf.Tensor:
+        """inputs @ weights + biases, recorded while `recording_dense_layers` is open."""
+        outputs = tf.matmul(inputs, self._in(weights)) + self._in(biases)
+        if self._recorder is not None:
+            self._recorder.taps.append(DenseLayerTap(weights, inputs, outputs))
+        return outputs
+
+    @contextlib.contextmanager
+    def recording_dense_layers(self):
+        """Yields the list of `DenseLayerTap`s the calls inside the block make.
+
+        A training step uses them to ask the tape for the loss gradient at a
+        layer's output instead of at its weights (model/gradient_exchange.py).
+        """
+        self._recorder = _TapList()
+        try:
+            yield self._recorder.taps
+        finally:
+            self._recorder = None
 
     def __call__(self, images: tf.Tensor, training: bool = False) -> tf.Tensor:
         """Logits [batch, 10] for float32 images [batch, 784] scaled to [0, 1]."""
@@ -72,11 +119,13 @@ class MLP(Network):
             self.layer2_biases = _bias(OUTPUT_NODE, 0.1, "layer2_biases")
         self.regularized_variables = (self.layer1_weights, self.layer2_weights)
 
+    @property
+    def dense_weights(self):
+        return (self.layer1_weights, self.layer2_weights)
+
     def __call__(self, images, training=False):
-        hidden = tf.nn.relu(tf.matmul(self._in(images), self._in(self.layer1_weights))
-                            + self._in(self.layer1_biases))
-        return self._logits(tf.matmul(hidden, self._in(self.layer2_weights))
-                            + self._in(self.layer2_biases))
+        hidden = tf.nn.relu(self._dense(self._in(images), self.layer1_weights, self.layer1_biases))
+        return self._logits(self._dense(hidden, self.layer2_weights, self.layer2_biases))
 
 
 class LeNet5(Network):
@@ -102,6 +151,10 @@ class LeNet5(Network):
             self.fc2_biases = _bias(OUTPUT_NODE, 0.1, "fc2_biases")
         self.regularized_variables = (self.fc1_weights, self.fc2_weights)
 
+    @property
+    def dense_weights(self):
+        return (self.fc1_weights, self.fc2_weights)
+
     def __call__(self, images, training=False):
         w = self._in
         x = tf.reshape(w(images), [-1, IMAGE_SIZE, IMAGE_SIZE, 1])
@@ -112,10 +165,10 @@ class LeNet5(Network):
             tf.nn.conv2d(x, w(self.conv2_weights), strides=1, padding="SAME"), w(self.conv2_biases)))
         x = tf.nn.max_pool2d(x, ksize=2, strides=2, padding="SAME")
         x = tf.reshape(x, [-1, self.fc1_weights.shape[0]])
-        x = tf.nn.relu(tf.matmul(x, w(self.fc1_weights)) + w(self.fc1_biases))
+        x = tf.nn.relu(self._dense(x, self.fc1_weights, self.fc1_biases))
         if training and self.dropout_rate > 0:
             x = tf.nn.dropout(x, rate=self.dropout_rate)
-        return self._logits(tf.matmul(x, w(self.fc2_weights)) + w(self.fc2_biases))
+        return self._logits(self._dense(x, self.fc2_weights, self.fc2_biases))
 
 
 NETWORKS = {"mlp": MLP, "lenet5": LeNet5}
