@@ -18,6 +18,8 @@ TRAIN_EXAMPLES = 55_000
 ALL_REDUCE_DTYPES = ("float32", "bfloat16")
 # Types the forward and backward passes may run in (--compute-dtype; model/networks.py).
 COMPUTE_DTYPES = ("float32", "bfloat16")
+# How the workers combine gradients (--gradient-exchange; model/gradient_exchange.py).
+GRADIENT_EXCHANGES = ("auto", "all-reduce", "factors")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,11 +20,13 @@ import numpy as np
 import tensorflow as tf
 
 from model import checkpointing
-from model.config import ALL_REDUCE_DTYPES, COMPUTE_DTYPES, Hyperparameters
+from model.config import ALL_REDUCE_DTYPES, COMPUTE_DTYPES, GRADIENT_EXCHANGES, Hyperparameters
 from model.data import MnistSplits, load_mnist
 from model.errors import ConfigError
+from model.gradient_exchange import ExchangePlan, exchange, plan_exchange
 from model.input_pipeline import train_dataset_fn
-from model.train_state import TrainState, apply_update, learning_rate, loss_fn
+from model.train_state import (TrainState, apply_update, learning_rate, loss_fn,
+                               regularization_gradient)
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,8 @@ class TrainConfig:
     all_reduce_dtype: str = "float32"
     # The forward and backward passes' type (model/networks.py: mixed precision).
     compute_dtype: str = "float32"
+    # How the workers combine gradients (model/gradient_exchange.py).
+    gradient_exchange: str = "auto"
 
     def validate(self) -> None:
         self.hparams.validate()
@@ -74,6 +78,9 @@ class TrainConfig:
         if self.compute_dtype not in COMPUTE_DTYPES:
             raise ConfigError(f"compute-dtype must be one of {', '.join(COMPUTE_DTYPES)}, "
                               f"got {self.compute_dtype!r}")
+        if self.gradient_exchange not in GRADIENT_EXCHANGES:
+            raise ConfigError(f"gradient-exchange must be one of {', '.join(GRADIENT_EXCHANGES)}, "
+                              f"got {self.gradient_exchange!r}")
         if not self.model_dir:
             raise ConfigError("a model directory is required (--model-dir or TF_LOGDIR)")
 
@@ -127,38 +134,56 @@ def _num_workers(strategy) -> int:
     return strategy.num_replicas_in_sync // _local_replicas(strategy)
 
 
-def _make_train_loop(strategy, state: TrainState, hparams: Hyperparameters, global_batch: int,
-                     jit_compile: bool = False, all_reduce_dtype: str = "float32"):
-    replicas = strategy.num_replicas_in_sync
-    exchange_dtype = tf.as_dtype(all_reduce_dtype)
-    network = state.network
-
-    shapes = [v.shape for v in network.trainable_variables]
+def make_replica_step(network, hparams: Hyperparameters, global_batch: int, replicas: int,
+                      plan: ExchangePlan, wire_dtype: str = "float32", jit_compile: bool = False):
+    """`replica_step(images, labels)` -> (gradients summed over the replicas,
+    this replica's loss, its correct count). Runs inside `strategy.run`."""
+    wire_dtype = tf.as_dtype(wire_dtype)
+    variables = list(network.trainable_variables)
+    plain = [v for i, v in enumerate(variables) if i not in plan.factored]
 
     def forward_backward(images, labels):
-        with tf.GradientTape() as tape:
+        with tf.GradientTape() as tape, network.recording_dense_layers() as dense_layers:
             loss, logits = loss_fn(network, hparams, images, labels, global_batch, replicas)
-        grads = tape.gradient(loss, network.trainable_variables)
+        # A factored layer's weight gradient is asked at its output instead
+        # (model/gradient_exchange.py); the tape then skips that matmul.
+        taps = {id(tap.weights): tap for tap in dense_layers}
+        factored = [taps[id(variables[i])] for i in plan.factored]
+        grads = tape.gradient(loss, plain + [tap.outputs for tap in factored])
+        factors = [(tap.inputs, d) for tap, d in zip(factored, grads[len(plain):])]
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, 1, output_type=tf.int32), labels),
                                         tf.float32))
-        return list(grads), loss, correct
+        return list(grads[:len(plain)]), factors, loss, correct
 
     if jit_compile:  # XLA fuses the per-replica math; the collectives stay outside it
         forward_backward = tf.function(forward_backward, jit_compile=True)
 
     def replica_step(images, labels):
-        grads, loss, correct = forward_backward(images, labels)
+        grads, factors, loss, correct = forward_backward(images, labels)
         if replicas == 1:  # nothing to sum with
             return grads, loss, correct
-        # One flat all-reduce for all the gradients: each collective costs its
-        # own rounds of RPCs between workers (measured: 2 MLP workers went
-        # from 5,600 to 7,200 img/s). The metrics are summed once per loop
-        # call instead (see train_loop), so they never ride in reduced precision.
-        flat = tf.concat([tf.reshape(g, [-1]) for g in grads], axis=0)
-        summed = tf.cast(tf.distribute.get_replica_context().all_reduce(
-            tf.distribute.ReduceOp.SUM, tf.cast(flat, exchange_dtype)), tf.float32)
-        parts = tf.split(summed, [s.num_elements() for s in shapes])
-        return [tf.reshape(p, s) for p, s in zip(parts, shapes)], loss, correct
+        # One flat all-reduce (or one all-gather) for all the gradients: each
+        # collective costs its own rounds of RPCs between workers (measured: 2
+        # MLP workers went from 5,600 to 7,200 img/s). The metrics are summed
+        # once per loop call instead (see train_loop), so they never ride in
+        # reduced precision.
+        summed = exchange(plan, variables, grads, factors, wire_dtype)
+        for i in plan.factored:  # the L2 term's gradient, once for the whole group
+            l2 = regularization_gradient(network, hparams, variables[i])
+            if l2 is not None:
+                summed[i] = summed[i] + l2
+        return summed, loss, correct
+
+    return replica_step
+
+
+def _make_train_loop(strategy, state: TrainState, hparams: Hyperparameters, global_batch: int,
+                     jit_compile: bool = False, all_reduce_dtype: str = "float32",
+                     plan: ExchangePlan | None = None):
+    replicas = strategy.num_replicas_in_sync
+    plan = plan or ExchangePlan(factored=(), replicas=replicas)
+    replica_step = make_replica_step(state.network, hparams, global_batch, replicas, plan,
+                                     all_reduce_dtype, jit_compile)
 
     def all_reduce_sum(values):
         # identity places the function argument on this replica's device;
@@ -255,8 +280,12 @@ def _train(config: TrainConfig, strategy, datasets, is_chief, stop: threading.Ev
         lambda ctx: train_dataset_fn(datasets.train, seed=hp.seed, start_step=start_step)(
             global_batch, ctx))
     iterator = iter(dataset)
+    plan = plan_exchange(state.network, config.gradient_exchange,
+                         rows=global_batch // strategy.num_replicas_in_sync,
+                         replicas=strategy.num_replicas_in_sync)
+    log.info("exchange | %s | %s on the wire", plan.describe(state.network), config.all_reduce_dtype)
     train_loop = _make_train_loop(strategy, state, hp, global_batch, config.jit_compile,
-                                  config.all_reduce_dtype)
+                                  config.all_reduce_dtype, plan)
 
     step = start_step
     last_saved_step = start_step if latest else None

@@ -84,6 +84,14 @@ def loss_fn(network: Network, hparams: Hyperparameters, images, labels,
     return loss, logits
 
 
+def regularization_gradient(network: Network, hparams: Hyperparameters, variable):
+    """The gradient of `loss_fn`'s L2 term at `variable`, summed over the
+    replicas (None if it is not regularised): rate * w, as d(sum(w**2) / 2)/dw = w."""
+    if not any(variable is w for w in network.regularized_variables):
+        return None
+    return hparams.regularization_rate * tf.convert_to_tensor(variable)
+
+
 def apply_update(strategy: tf.distribute.Strategy, state: TrainState,
                  hparams: Hyperparameters, grads, lr) -> None:
     """SGD (with momentum if set), then moving averages, then step += 1.
