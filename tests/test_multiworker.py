@@ -77,6 +77,30 @@ def test_bfloat16_gradient_exchange_keeps_workers_identical_and_metrics_global(t
     assert float(last_loss) < float(first_loss), progress[0]
 
 
+def test_gathered_factors_and_the_all_reduce_train_alike(tmp_path):
+    """At 100 images per worker the default exchange all-gathers the MLP's
+    layer-1 inputs and output gradients (and the other gradients with them);
+    `all-reduce` sums every gradient. The same sums up to float rounding: the
+    global losses logged along the way agree, and in either run both workers
+    end with identical weights."""
+    losses = {}
+    for mode in ("auto", "all-reduce"):
+        cluster = Cluster(tmp_path / mode, workers=2, train_args=[
+            *MLP_ARGS, "--max-steps", "200", "--gradient-exchange", mode])
+        try:
+            workers = cluster.start_workers()
+            assert [w.wait(240) for w in workers] == [0, 0]
+        finally:
+            cluster.stop_all()
+        assert done_line(workers[0]) == done_line(workers[1]), mode
+        losses[mode] = [float(m["loss"]) for m in log_lines.TRAIN_PROGRESS.finditer(workers[0].output())]
+        exchange_line = log_lines.TRAIN_EXCHANGE.search(workers[0].output())["plan"]
+        assert exchange_line.startswith("factors all-gathered for mlp/layer1_weights" if mode == "auto"
+                                        else "all-reduce of all 4 gradients"), exchange_line
+    assert len(losses["auto"]) == len(losses["all-reduce"]) == 4
+    assert losses["auto"] == pytest.approx(losses["all-reduce"], rel=5e-3)
+
+
 def test_sigkill_of_one_worker_then_restart_resumes_from_the_last_checkpoint(tmp_path):
     cluster = Cluster(tmp_path, workers=2, train_args=[*MLP_ARGS, "--max-steps", "1000"])
     try:
