@@ -26,6 +26,7 @@ BAD_VALUES = [
     (["trainer.terminationGracePeriodSeconds=10"], "/trainer/terminationGracePeriodSeconds", "minimum"),
     (["training.batchSize=0"], "/training/batchSize", "minimum"),
     (["training.allReduceDtype=float16"], "/training/allReduceDtype", "bfloat16"),
+    (["training.gradientExchange=ring"], "/training/gradientExchange", "factors"),
     (["training.computeDtype=float16"], "/training/computeDtype", "bfloat16"),
     (["tensorboard.service.type=ExternalName"], "/tensorboard/service/type", "ClusterIP"),
     (["trainer.tfjob.restartPolicy=Always"], "/trainer/tfjob/restartPolicy", "OnFailure"),

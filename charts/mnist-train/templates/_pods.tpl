@@ -83,6 +83,8 @@ spec:
         - {{ $v.training.batchSize | quote }}
         - --all-reduce-dtype
         - {{ $v.training.allReduceDtype | quote }}
+        - --gradient-exchange
+        - {{ $v.training.gradientExchange | quote }}
         - --compute-dtype
         - {{ $v.training.computeDtype | quote }}
         - --save-checkpoints-steps
