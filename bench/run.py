@@ -58,8 +58,9 @@ METHODS = {
         "1 worker pinned with `taskset -c 0` vs 2 workers on 127.0.0.1 pinned with `taskset -c 0` and "
         "`taskset -c 1`, rate from worker 0's progress lines after the warm-up (global images/s); "
         "efficiency = 2-worker global rate / (2 x 1-worker rate); best of the repeats. First at the "
-        "issue's batch of 100 per worker (float32 gradients, then `--all-reduce-dtype bfloat16`), then "
-        "at larger per-worker batches, to show where the per-step all-reduce stops mattering."),
+        "issue's batch of 100 per worker (the default `--gradient-exchange auto`, then `all-reduce` of "
+        "every gradient, then `--all-reduce-dtype bfloat16`), then at larger per-worker batches, to "
+        "show where the per-step exchange stops mattering."),
     "accuracy": (
         "`--preset default`, 1 worker, all cores. LeNet-5: checkpoints every {lenet_ckpt} steps with "
         "`python -m model evaluate --eval-interval-secs {interval:g}` running alongside; time to 99% is "

@@ -10,6 +10,7 @@ import statistics
 from pathlib import Path
 
 from bench.procs import PYTHON, BenchError, Proc, base_env, free_ports, wait_all
+from model import log_lines
 
 STEP_RE = re.compile(r"train \| step (\d+) \| loss [\d.naninf-]+ \| batch acc [\d.]+ \| "
                      r"lr [\d.e-]+ \| ([\d.]+) img/s$")
@@ -63,6 +64,15 @@ class TrainRun:
             if m:
                 return int(m.group(1))
         raise BenchError(f"{self.proc.name}: no 'train | start' line in {self.proc.log_path}")
+
+    @property
+    def exchange_plan(self) -> str | None:
+        """The trainer's account of how its workers combine gradients."""
+        for _, line in self.proc.lines:
+            m = log_lines.TRAIN_EXCHANGE.search(line)
+            if m:
+                return m["plan"]
+        return None
 
     @property
     def done(self) -> dict:
