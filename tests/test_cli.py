@@ -179,7 +179,7 @@ def test_train_help_lists_the_flags(tmp_path):
     for flag in ["--model", "--model-dir", "--data-dir", "--max-steps", "--save-checkpoints-steps",
                  "--save-checkpoints-secs", "--save-summaries-steps", "--preset", "--batch-size",
                  "--momentum", "--seed", "--steps-per-loop", "--collective-timeout-secs",
-                 "--all-reduce-dtype", "--compute-dtype"]:
+                 "--all-reduce-dtype", "--compute-dtype", "--gradient-exchange"]:
         assert flag in result.stdout
 
 
@@ -204,6 +204,7 @@ def test_export_help_documents_exit_codes(tmp_path):
     (["train", "--model", "mlp", "--no-such-flag"], "--no-such-flag"),
     (["train", "--model", "mlp", "--all-reduce-dtype", "float16"], "--all-reduce-dtype"),
     (["train", "--model", "mlp", "--compute-dtype", "float16"], "--compute-dtype"),
+    (["train", "--model", "mlp", "--gradient-exchange", "ring"], "--gradient-exchange"),
     (["export", "--model-dir", "x"], "--export-dir"),
     ([], "required"),
     (["fit"], "invalid choice: 'fit'"),

@@ -102,7 +102,12 @@ def test_bfloat16_training_learns_and_scores_in_float32(tmp_path, datasets):
     assert raw > 0.9 and averaged > 0.9, (raw, averaged)
 
 
-def test_unknown_compute_dtype_is_a_config_error(tmp_path):
-    cfg = dataclasses.replace(config(tmp_path / "model", 10), compute_dtype="float16")
-    with pytest.raises(ConfigError, match="compute-dtype must be one of float32, bfloat16"):
+@pytest.mark.parametrize("field, value, message", [
+    ("compute_dtype", "float16", "compute-dtype must be one of float32, bfloat16, got 'float16'"),
+    ("gradient_exchange", "ring",
+     "gradient-exchange must be one of auto, all-reduce, factors, got 'ring'"),
+])
+def test_unknown_choices_are_config_errors(tmp_path, field, value, message):
+    cfg = dataclasses.replace(config(tmp_path / "model", 10), **{field: value})
+    with pytest.raises(ConfigError, match=message):
         cfg.validate()
