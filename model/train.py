@@ -178,10 +178,8 @@ def make_replica_step(network, hparams: Hyperparameters, global_batch: int, repl
 
 
 def _make_train_loop(strategy, state: TrainState, hparams: Hyperparameters, global_batch: int,
-                     jit_compile: bool = False, all_reduce_dtype: str = "float32",
-                     plan: ExchangePlan | None = None):
+                     plan: ExchangePlan, jit_compile: bool = False, all_reduce_dtype: str = "float32"):
     replicas = strategy.num_replicas_in_sync
-    plan = plan or ExchangePlan(factored=(), replicas=replicas)
     replica_step = make_replica_step(state.network, hparams, global_batch, replicas, plan,
                                      all_reduce_dtype, jit_compile)
 
@@ -284,8 +282,8 @@ def _train(config: TrainConfig, strategy, datasets, is_chief, stop: threading.Ev
                          rows=global_batch // strategy.num_replicas_in_sync,
                          replicas=strategy.num_replicas_in_sync)
     log.info("exchange | %s | %s on the wire", plan.describe(state.network), config.all_reduce_dtype)
-    train_loop = _make_train_loop(strategy, state, hp, global_batch, config.jit_compile,
-                                  config.all_reduce_dtype, plan)
+    train_loop = _make_train_loop(strategy, state, hp, global_batch, plan, config.jit_compile,
+                                  config.all_reduce_dtype)
 
     step = start_step
     last_saved_step = start_step if latest else None
