@@ -4,7 +4,36 @@ clear message. Each `fail` names the values concerned and what to set.
 Rendered by templates/validate.yaml, which outputs nothing.
 */}}
 {{- define "mnist-train.validate" -}}
+{{- include "mnist-train.validate.gcsCredentials" . }}
 {{- include "mnist-train.validate.apiServerRules" . }}
+{{- end }}
+
+{{/*
+storage.type=gcs needs exactly one source of credentials: Workload Identity
+(storage.gcs.workloadIdentity.gcpServiceAccount, which the chart puts on the
+ServiceAccount it creates; an iam.gke.io/gcp-service-account annotation in
+serviceAccount.annotations; or storage.gcs.workloadIdentity.enabled for a
+ServiceAccount that has access by other means) or a key file Secret
+(storage.gcs.existingSecret). With both, GOOGLE_APPLICATION_CREDENTIALS would
+silently win over Workload Identity; with neither, every pod fails on its
+first read of the bucket.
+*/}}
+{{- define "mnist-train.validate.gcsCredentials" -}}
+{{- if eq .Values.storage.type "gcs" }}
+{{- $gcs := .Values.storage.gcs }}
+{{- $gsa := $gcs.workloadIdentity.gcpServiceAccount }}
+{{- $annotated := and .Values.serviceAccount.create (hasKey .Values.serviceAccount.annotations "iam.gke.io/gcp-service-account") }}
+{{- $workloadIdentity := or $gsa $annotated $gcs.workloadIdentity.enabled }}
+{{- if and $gsa (not .Values.serviceAccount.create) }}
+{{- fail (printf "storage.gcs.workloadIdentity.gcpServiceAccount is set but serviceAccount.create is false: the chart annotates only the ServiceAccount it creates, so ServiceAccount %q would not act as %s. Set serviceAccount.create=true, or annotate your ServiceAccount with iam.gke.io/gcp-service-account yourself and set storage.gcs.workloadIdentity.enabled=true instead of gcpServiceAccount" (include "mnist-train.serviceAccountName" .) $gsa) }}
+{{- end }}
+{{- if and $workloadIdentity $gcs.existingSecret }}
+{{- fail (printf "storage.type=gcs with two sources of credentials: Workload Identity (storage.gcs.workloadIdentity or the ServiceAccount's iam.gke.io/gcp-service-account annotation) and storage.gcs.existingSecret=%q. Keep one: unset storage.gcs.existingSecret to use Workload Identity, or unset storage.gcs.workloadIdentity.gcpServiceAccount/enabled (and the annotation) to use the key file" $gcs.existingSecret) }}
+{{- end }}
+{{- if not (or $workloadIdentity $gcs.existingSecret) }}
+{{- fail (printf "storage.type=gcs needs credentials for %s: set storage.gcs.workloadIdentity.gcpServiceAccount=<name>@<project>.iam.gserviceaccount.com (GKE Workload Identity; the chart annotates its ServiceAccount), or storage.gcs.workloadIdentity.enabled=true if the pods' ServiceAccount already has access to the bucket, or storage.gcs.existingSecret=<Secret holding a service-account key file under storage.gcs.secretKey>" $gcs.uri) }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/*
