@@ -5,6 +5,7 @@ Rendered by templates/validate.yaml, which outputs nothing.
 */}}
 {{- define "mnist-train.validate" -}}
 {{- include "mnist-train.validate.gcsCredentials" . }}
+{{- include "mnist-train.validate.tensorboardExposure" . }}
 {{- include "mnist-train.validate.apiServerRules" . }}
 {{- end }}
 
@@ -32,6 +33,25 @@ first read of the bucket.
 {{- end }}
 {{- if not (or $workloadIdentity $gcs.existingSecret) }}
 {{- fail (printf "storage.type=gcs needs credentials for %s: set storage.gcs.workloadIdentity.gcpServiceAccount=<name>@<project>.iam.gserviceaccount.com (GKE Workload Identity; the chart annotates its ServiceAccount), or storage.gcs.workloadIdentity.enabled=true if the pods' ServiceAccount already has access to the bucket, or storage.gcs.existingSecret=<Secret holding a service-account key file under storage.gcs.secretKey>" $gcs.uri) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+A NodePort or LoadBalancer Service receives traffic from outside the cluster:
+the client's address, or a node's when externalTrafficPolicy is Cluster.
+The TensorBoard NetworkPolicy admits only the peers it lists, so without an
+ipBlock peer that traffic is dropped and TensorBoard is silently unreachable.
+*/}}
+{{- define "mnist-train.validate.tensorboardExposure" -}}
+{{- $type := .Values.tensorboard.service.type }}
+{{- if and .Values.tensorboard.enabled .Values.networkPolicy.enabled (ne $type "ClusterIP") }}
+{{- $ipBlocks := 0 }}
+{{- range .Values.networkPolicy.tensorboard.from }}
+{{- if hasKey . "ipBlock" }}{{ $ipBlocks = add1 $ipBlocks }}{{ end }}
+{{- end }}
+{{- if eq $ipBlocks 0 }}
+{{- fail (printf "tensorboard.service.type=%s exposes TensorBoard outside the cluster, but with networkPolicy.enabled=true its NetworkPolicy admits no outside address, so the %s would be unreachable. Add the clients' addresses to networkPolicy.tensorboard.from, e.g. --set 'networkPolicy.tensorboard.from[0].ipBlock.cidr=203.0.113.0/24' (that traffic arrives from the client's address, or from a node's when the Service's externalTrafficPolicy is Cluster), or set tensorboard.service.type=ClusterIP and use kubectl port-forward or the Ingress, or set networkPolicy.enabled=false" $type $type) }}
 {{- end }}
 {{- end }}
 {{- end }}
