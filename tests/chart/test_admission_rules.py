@@ -8,6 +8,7 @@ import copy
 import pytest
 
 from .admission import admit, apimachinery as am, plan_upgrade, update_violations
+from .admission import jobset as jobset_webhook
 from .admission.helm_upgrade import key
 
 
@@ -27,10 +28,11 @@ def job(default_render):
 @pytest.fixture
 def jobset(scenarios):
     js = one(scenarios["jobset"], "JobSet")
-    # The chart's rule name breaks the webhook's regex (issue 12); give the
-    # fixture a valid one so each test breaks exactly one rule.
-    for rule in js["spec"].get("failurePolicy", {}).get("rules", []):
-        rule["name"] = "ConfigError"
+    # Before the chart-names fix a rule name broke the webhook's regex (issue
+    # 12); give such a rule a valid name so each test breaks exactly one rule.
+    for i, rule in enumerate(js["spec"].get("failurePolicy", {}).get("rules", [])):
+        if not jobset_webhook.RULE_NAME_RE.match(rule.get("name", "")):
+            rule["name"] = f"Rule{i}"
     return js
 
 
@@ -223,7 +225,7 @@ def rjob(js):
     (lambda js: js["metadata"].__setitem__("name", "a" * 55), "job names generated for this JobSet"),
     # the child Jobs go through the API server
     (lambda js: rjob(js)["template"]["spec"].__setitem__("backoffLimit", -1),
-     "creates Job/mnist-train-trainer-worker-0: : spec.backoffLimit"),
+     "-worker-0: : spec.backoffLimit"),
 ])
 def test_jobset_webhook_rejects(jobset, mutate, expected):
     rejects(jobset, mutate, expected)
@@ -336,18 +338,23 @@ def test_update_rejects_other_immutable_fields(default_render, kind, mutate, exp
 def test_helm_plan_create_update_delete_keep(default_render):
     old = copy.deepcopy(default_render.docs)
     new = copy.deepcopy(default_render.docs)
-    trainer = next(d for d in new if d["kind"] == "Job" and d["metadata"]["name"].endswith("trainer"))
+    trainer = one(default_render, "Job", "trainer")
+    old_name = trainer["metadata"]["name"]
+    new = [d for d in new if d["kind"] != "PersistentVolumeClaim"
+           and not (d["kind"] == "Job" and d["metadata"]["name"] == old_name)]
     trainer["metadata"]["name"] += "-2"
-    new = [d for d in new if d["kind"] != "PersistentVolumeClaim"]
+    new.append(trainer)
     plan = plan_upgrade(old, new)
-    assert plan.names("create") == {f"Job/{trainer['metadata']['name']}"}
-    assert "Job/mnist-train-trainer" in plan.names("delete")
+    assert plan.names("create") == {f"Job/{old_name}-2"}
+    assert f"Job/{old_name}" in plan.names("delete")
     # helm.sh/resource-policy: keep
-    assert plan.names("keep") == {"PersistentVolumeClaim/mnist-train-models"}
+    pvc = one(default_render, "PersistentVolumeClaim")
+    assert plan.names("keep") == {f"PersistentVolumeClaim/{pvc['metadata']['name']}"}
     # the `helm test` hook is no part of the manifest
     assert not any(n.endswith("-test") for what in ("create", "update", "delete")
                    for n in plan.names(what))
-    assert "Deployment/mnist-train-tensorboard" in plan.names("update")
+    tensorboard = one(default_render, "Deployment")
+    assert f"Deployment/{tensorboard['metadata']['name']}" in plan.names("update")
 
 
 def test_helm_plan_recreates_what_the_cluster_lost(default_render):
@@ -355,9 +362,10 @@ def test_helm_plan_recreates_what_the_cluster_lost(default_render):
     its TTL) is created again, not updated; one gone from the cluster and
     dropped from the manifest is not deleted."""
     docs = default_render.docs
-    evaluator = next(d for d in docs if d["kind"] == "Job" and d["metadata"]["name"].endswith("evaluator"))
+    evaluator = one(default_render, "Job", "evaluator")
+    name = f"Job/{evaluator['metadata']['name']}"
     live = {key(d) for d in docs} - {key(evaluator)}
     plan = plan_upgrade(docs, docs, live)
-    assert plan.names("create") == {"Job/mnist-train-evaluator"}
-    plan = plan_upgrade(docs, [d for d in docs if d is not evaluator], live)
-    assert "Job/mnist-train-evaluator" not in plan.names("delete") | plan.names("create")
+    assert plan.names("create") == {name}
+    plan = plan_upgrade(docs, [d for d in docs if key(d) != key(evaluator)], live)
+    assert name not in plan.names("delete") | plan.names("create")
