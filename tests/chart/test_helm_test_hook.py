@@ -41,7 +41,8 @@ def test_hook_in_every_scenario(scenarios, scenario):
     job = hook_job(rendering)
     annotations = job["metadata"]["annotations"]
     assert annotations["helm.sh/hook"] == "test"
-    assert annotations["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
+    # Deleted whatever the outcome: test_hook_cleanup.py.
+    assert "hook-failed" in annotations["helm.sh/hook-delete-policy"]
     assert job["spec"]["backoffLimit"] == 0
     container = hook_container(rendering)
     assert container["command"] == ["python", "-m", "model.ops"]

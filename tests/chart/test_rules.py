@@ -433,8 +433,10 @@ def test_tensorboard_service_is_cluster_ip(scenarios, scenario):
 
 
 def test_tensorboard_service_type_only_when_asked(renderer):
+    # With NetworkPolicies on, a LoadBalancer needs an outside peer (test_tensorboard_exposure.py).
     rendering = renderer.render(values_files=[CI_DIR / "default-values.yaml"],
-                                set_values=["tensorboard.service.type=LoadBalancer"])
+                                set_values=["tensorboard.service.type=LoadBalancer",
+                                            "networkPolicy.tensorboard.from[0].ipBlock.cidr=203.0.113.0/24"])
     assert rendering.one("Service", "mnist-train-tensorboard")["spec"]["type"] == "LoadBalancer"
 
 

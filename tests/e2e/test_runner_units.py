@@ -307,7 +307,8 @@ def test_gcs_storage_is_refused_before_anything_runs(tmp_path):
         unavailable(runner_prerequisites())
     result = subprocess.run(
         [sys.executable, "-m", "scripts.local_runner", "--fresh", "--run-dir", str(tmp_path / "r"),
-         "--set", "storage.type=gcs", "--set", "storage.gcs.uri=gs://bucket/x"],
+         "--set", "storage.type=gcs", "--set", "storage.gcs.uri=gs://bucket/x",
+         "--set", "storage.gcs.workloadIdentity.enabled=true"],  # the chart wants credentials
         capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "storage.type=gcs is not supported by the local runner" in result.stdout
