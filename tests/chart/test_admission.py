@@ -50,8 +50,8 @@ RELEASE_NAMES = sorted({
     # with the chart name inside
     "mnist-train", "mnist-train-2", "my-mnist-train", "mnist-train-v2-mnist-train",
     sized("mnist-train-", 40), sized("mnist-train-", 53), "x-" + sized("mnist-train-", 51),
-    # starting with a digit
-    "1", "2024-sweep", sized("2024-sweep-", 53),
+    # starting with a digit; all digits (a YAML number unless quoted)
+    "1", "2024", "007", "2024-sweep", sized("2024-sweep-", 53),
     # long names differing only after the 40th character
     LONG_PREFIX + "-seed-1", LONG_PREFIX + "-seed-2",
 })
