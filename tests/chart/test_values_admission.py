@@ -92,6 +92,20 @@ BAD = [
     ({"tmpSizeLimit": "1GB"}, "'/tmpSizeLimit'"),
     ({"storage": {"pvc": {"size": "5 Gi"}}}, "'/storage/pvc/size'"),
     ({"storage": {"pvc": {"size": "0Gi"}}}, "storage.pvc.size", "greater than zero"),
+    # Requests against limits (validateResourceRequirements, pkg/apis/core/validation/validation.go):
+    # request <= limit; an extended resource is a whole number, never overcommitted, its limit set.
+    ({"trainer": {"resources": {"requests": {"cpu": "4"}}}},
+     "trainer.resources.requests.cpu=4", "less than or equal to trainer.resources.limits.cpu=2"),
+    ({"evaluator": {"resources": {"requests": {"memory": "3Gi"}}}}, "evaluator.resources.requests.memory"),
+    ({"tensorboard": {"resources": {"requests": {"memory": "2048Mi"}}}},
+     "tensorboard.resources.requests.memory"),
+    ({"tests": {"resources": {"requests": {"cpu": "1e3"}}}}, "tests.resources.requests.cpu"),
+    ({"trainer": {"gpusPerWorker": 1, "resources": {"requests": {"nvidia.com/gpu": 2}}}},
+     "trainer.resources.requests.nvidia.com/gpu=2", "must equal trainer.gpusPerWorker=1"),
+    ({"trainer": {"resources": {"requests": {"example.com/fpga": 1}}}},
+     "trainer.resources.requests.example.com/fpga", "trainer.resources.limits.example.com/fpga"),
+    ({"evaluator": {"resources": {"limits": {"example.com/fpga": "0.5"}}}},
+     "evaluator.resources.limits.example.com/fpga", "whole number"),
     # Label keys and values (IsQualifiedName, IsValidLabelValue), in every user label map;
     # node selectors are validated as labels (ValidatePodSpec).
     ({"commonLabels": {"team": "data science"}}, "'/commonLabels/team'"),
@@ -117,6 +131,19 @@ BAD = [
     # Environment variable names (validateEnvVarName, relaxed: printable ASCII but '=').
     ({"trainer": {"extraEnv": [{"name": "A=B", "value": "x"}]}}, "'/trainer/extraEnv/0/name'"),
     ({"evaluator": {"extraEnv": [{"name": "TAB\tNAME", "value": "x"}]}}, "'/evaluator/extraEnv/0/name'"),
+    ({"trainer": {"extraEnv": [{"name": "N", "value": 1}]}}, "'/trainer/extraEnv/0/value'", "string"),
+    # NetworkPolicy peers (ValidateNetworkPolicyPeer, ValidateIPBlock, pkg/apis/networking/validation).
+    ({"networkPolicy": {"tensorboard": {"from": [{}]}}},
+     "'/networkPolicy/tensorboard/from/0'", "minProperties"),
+    ({"networkPolicy": {"tensorboard": {"from": [{"ipBlock": {"cidr": "10.0.0.0/8"},
+                                                  "namespaceSelector": {}}]}}},
+     "'/networkPolicy/tensorboard/from/0'", "maxProperties"),
+    ({"networkPolicy": {"tensorboard": {"from": [{"ipBlock": {"cidr": "10.0.0.0/33"}}]}}},
+     "'/networkPolicy/tensorboard/from/0/ipBlock/cidr'"),
+    ({"networkPolicy": {"tensorboard": {"from": [{"ipBlock": {"cidr": "010.0.0.0/8"}}]}}},
+     "'/networkPolicy/tensorboard/from/0/ipBlock/cidr'"),
+    ({"networkPolicy": {"tensorboard": {"from": [{"ipBlock": {"cidr": "10.0.0.1"}}]}}},
+     "'/networkPolicy/tensorboard/from/0/ipBlock/cidr'"),
     # The restricted Pod Security Standard (staging/src/k8s.io/pod-security-admission/policy/).
     ({"securityContext": {"runAsUser": 0}}, "'/securityContext/runAsUser'", "minimum"),
     ({"podSecurityContext": {"runAsUser": 0}}, "'/podSecurityContext/runAsUser'", "minimum"),
@@ -206,15 +233,22 @@ GOOD = {
     "imagePullSecrets": [{"name": "regcred.v2"}],
     "commonLabels": {"example.com/team": "ml-platform", "cost-center": "", "tier": "A_1.b"},
     "trainer": {
-        "resources": {"requests": {"cpu": "500m", "memory": "1.5Gi", "ephemeral-storage": "1e9"},
-                      "limits": {"cpu": 2, "memory": "4Gi", "example.com/fpga": "1", "hugepages-2Mi": "0"}},
+        "resources": {"requests": {"cpu": "1500m", "memory": "1536Mi", "ephemeral-storage": "1e9",
+                                   "example.com/fpga": 1},
+                      "limits": {"cpu": 2, "memory": "1.5Gi", "example.com/fpga": "1", "hugepages-2Mi": "0"}},
+        "gpusPerWorker": 1,
         "priorityClassName": "training.high-priority",
         "podLabels": {"Run": "seed-1"},
         "podAnnotations": {"Example.COM/Owner": "someone with spaces"},
         "nodeSelector": {"cloud.google.com/gke-nodepool": "pool-1"},
         "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-        "extraEnv": [{"name": "my.var-1", "value": "x"}],
+        "extraEnv": [{"name": "my.var-1", "value": "1"},
+                     {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
     },
+    "networkPolicy": {"tensorboard": {"from": [
+        {"ipBlock": {"cidr": "203.0.113.0/24", "except": ["203.0.113.128/25"]}},
+        {"ipBlock": {"cidr": "2001:db8::/32"}},
+        {"namespaceSelector": {"matchLabels": {"team": "ml"}}, "podSelector": {}}]}},
     "evaluator": {"resources": {"requests": {"cpu": 0.5}}},
     "tensorboard": {"ingress": {"enabled": True, "className": "nginx", "host": "*.tb.example.com",
                                 "tlsSecretName": "tb-tls", "path": "/runs/"}},
@@ -239,6 +273,7 @@ def test_valid_values_render(renderer, tmp_path):
     assert trainer.spec["priorityClassName"] == "training.high-priority"
     assert trainer.spec["securityContext"]["runAsUser"] == 2000
     assert trainer.labels["Run"] == "seed-1"
+    assert trainer.spec["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
     for pod in all_pods(docs):
         for container in containers(pod.spec):
             assert container["securityContext"]["capabilities"]["add"] == ["NET_BIND_SERVICE"], pod.where

@@ -7,6 +7,7 @@ Rendered by templates/validate.yaml, which outputs nothing.
 {{- include "mnist-train.validate.gcsCredentials" . }}
 {{- include "mnist-train.validate.tensorboardExposure" . }}
 {{- include "mnist-train.validate.apiServerRules" . }}
+{{- include "mnist-train.validate.resourceRequirements" . }}
 {{- end }}
 
 {{/*
@@ -84,6 +85,67 @@ clearly (kubernetes/kubernetes v1.35):
 {{- if and (eq .Values.storage.type "pvc") (not .Values.storage.pvc.existingClaim) }}
 {{- if regexMatch "^[+]?0*[.]?0*([KMGTPE]i|[numkMGTPE]|[eE][+-]?[0-9]+)?$" (toString .Values.storage.pvc.size) }}
 {{- fail (printf "storage.pvc.size=%v must be greater than zero, e.g. 5Gi" .Values.storage.pvc.size) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+A quantity (values.schema.json has checked its syntax) as a float, for
+comparisons: "1.5Gi" -> 1610612736.0, "500m" -> 0.5, "1e3" -> 1000.0.
+*/}}
+{{- define "mnist-train.quantityAsFloat" -}}
+{{- $text := toString . }}
+{{- $number := regexFind "^[+]?([0-9]+([.][0-9]*)?|[.][0-9]+)" $text }}
+{{- $suffix := trimPrefix $number $text }}
+{{- $scale := dict "" 1.0 "n" 1e-9 "u" 1e-6 "m" 1e-3 "k" 1e3 "M" 1e6 "G" 1e9 "T" 1e12 "P" 1e15 "E" 1e18 "Ki" 1024.0 "Mi" 1048576.0 "Gi" 1073741824.0 "Ti" 1099511627776.0 "Pi" 1125899906842624.0 "Ei" 1152921504606846976.0 }}
+{{- if hasKey $scale $suffix }}
+{{- mulf (float64 $number) (get $scale $suffix) }}
+{{- else }}
+{{- float64 $text }}
+{{- end }}
+{{- end }}
+
+{{/*
+Requests against limits, as the API server checks them
+(validateResourceRequirements and validateResourceQuantityValue,
+pkg/apis/core/validation/validation.go, kubernetes/kubernetes v1.35): a
+request may not exceed its limit; an extended resource (a domain-prefixed
+name such as nvidia.com/gpu) cannot be overcommitted, so its request must
+equal its limit (which must be set), and it must be a whole number. The
+trainer's GPU limit comes from trainer.gpusPerWorker.
+*/}}
+{{- define "mnist-train.validate.resourceRequirements" -}}
+{{- $components := dict "trainer" .Values.trainer.resources "evaluator" .Values.evaluator.resources "tensorboard" .Values.tensorboard.resources "tests" .Values.tests.resources }}
+{{- range $component, $resources := $components }}
+{{- $limits := deepCopy (default (dict) $resources.limits) }}
+{{- $limitSource := dict }}
+{{- if and (eq $component "trainer") (gt (int $.Values.trainer.gpusPerWorker) 0) }}
+{{- $_ := set $limits "nvidia.com/gpu" $.Values.trainer.gpusPerWorker }}
+{{- $_ := set $limitSource "nvidia.com/gpu" "trainer.gpusPerWorker" }}
+{{- end }}
+{{- range $kind, $list := dict "requests" (default (dict) $resources.requests) "limits" $limits }}
+{{- range $name, $quantity := $list }}
+{{- if and (contains "/" $name) (not (hasPrefix "kubernetes.io/" $name)) (not (regexMatch "^[+]?[0-9]+$" (toString $quantity))) }}
+{{- fail (printf "%s.resources.%s.%s=%v must be a whole number: %s is an extended resource" $component $kind $name $quantity $name) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- range $name, $request := default (dict) $resources.requests }}
+{{- $extended := and (contains "/" $name) (not (hasPrefix "kubernetes.io/" $name)) }}
+{{- if and $extended (not (hasKey $limits $name)) }}
+{{- fail (printf "%s.resources.requests.%s=%v needs %s.resources.limits.%s set to the same value: an extended resource cannot be overcommitted" $component $name $request $component $name) }}
+{{- end }}
+{{- if hasKey $limits $name }}
+{{- $limit := get $limits $name }}
+{{- $limitKey := default (printf "%s.resources.limits.%s" $component $name) (get $limitSource $name) }}
+{{- $r := include "mnist-train.quantityAsFloat" $request | float64 }}
+{{- $l := include "mnist-train.quantityAsFloat" $limit | float64 }}
+{{- if and $extended (ne $r $l) }}
+{{- fail (printf "%s.resources.requests.%s=%v must equal %s=%v: an extended resource cannot be overcommitted" $component $name $request $limitKey $limit) }}
+{{- else if gt $r $l }}
+{{- fail (printf "%s.resources.requests.%s=%v must be less than or equal to %s=%v" $component $name $request $limitKey $limit) }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- end }}
