@@ -87,3 +87,33 @@ def by_component(docs: list[dict], component: str) -> list[Pod]:
 def only(items: list, what: str):
     assert len(items) == 1, f"expected exactly one {what}, found {len(items)}"
     return items[0]
+
+
+def embedded_workloads(doc: dict) -> list[dict]:
+    """The pod templates a JobSet or TFJob embeds, as batch/v1 Jobs, for
+    scanners that know only core kinds (checkov): each replicated Job of a
+    JobSet (what the JobSet controller creates), each replica type of a TFJob
+    (its pods run to completion like a Job's; as a Pod, checkov would ask for
+    the liveness/readiness probes it does not ask of Job pods), named
+    `<parent>-<replicated job or replica type>`. Each carries the parent's
+    annotations (the `checkov.io/skip` reasons are there) besides its
+    template's own."""
+    meta = doc.get("metadata") or {}
+    parent_notes = meta.get("annotations") or {}
+
+    def metadata(name: str, template_meta: dict) -> dict:
+        return {"name": f"{meta['name']}-{name.lower()}", "namespace": meta.get("namespace"),
+                "labels": dict((template_meta or {}).get("labels") or {}),
+                "annotations": {**((template_meta or {}).get("annotations") or {}), **parent_notes}}
+
+    if doc["kind"] == "JobSet":
+        return [{"apiVersion": "batch/v1", "kind": "Job",
+                 "metadata": metadata(rj["name"], rj["template"].get("metadata")),
+                 "spec": rj["template"]["spec"]}
+                for rj in doc["spec"]["replicatedJobs"]]
+    if doc["kind"] == "TFJob":
+        return [{"apiVersion": "batch/v1", "kind": "Job",
+                 "metadata": metadata(rtype, rs["template"].get("metadata")),
+                 "spec": {"template": rs["template"]}}
+                for rtype, rs in doc["spec"]["tfReplicaSpecs"].items()]
+    return []

@@ -9,9 +9,10 @@ import json
 import subprocess
 
 import pytest
+import yaml
 
 from .conftest import CHART_DIR, CI_DIR, SCENARIOS
-from .manifests import all_pods
+from .manifests import all_pods, embedded_workloads
 from .pss import hardening_violations, restricted_violations
 
 
@@ -124,15 +125,25 @@ def run_checkov(checkov: str, directory) -> dict:
     return report
 
 
+def checkov_input(docs: list[dict], text: str | None = None) -> str:
+    """A rendering as checkov reads it: the rendered text (or the documents),
+    plus the pod templates embedded in JobSets and TFJobs as Jobs, which
+    checkov cannot parse inside those kinds."""
+    embedded = [e for d in docs for e in embedded_workloads(d)]
+    text = text if text is not None else yaml.safe_dump_all(docs)
+    return text + ("\n---\n" + yaml.safe_dump_all(embedded) if embedded else "")
+
+
 @pytest.fixture(scope="session")
 def checkov_reports(checkov, scenarios, tmp_path_factory) -> dict:
     """One checkov run over the defaults alone (for the exact resource count)
-    and one over every scenario; both `passed/failed/skipped` reports."""
+    and one over every scenario (with the JobSet's and TFJob's pod templates
+    extracted); both `passed/failed/skipped` reports."""
     default_dir = tmp_path_factory.mktemp("checkov-default")
     (default_dir / "default.yaml").write_text(scenarios["default"].text)
     all_dir = tmp_path_factory.mktemp("checkov-all")
     for name, rendering in scenarios.items():
-        (all_dir / f"{name}.yaml").write_text(rendering.text)
+        (all_dir / f"{name}.yaml").write_text(checkov_input(rendering.docs, rendering.text))
     return {"default": run_checkov(checkov, default_dir), "all": run_checkov(checkov, all_dir)}
 
 
@@ -164,6 +175,37 @@ def test_checkov_all_scenarios_zero_failed(checkov_reports):
     report = checkov_reports["all"]
     assert report["summary"]["failed"] == 0, failed_checks(report)
     assert report["summary"]["parsing_errors"] == 0
+
+
+@pytest.mark.parametrize("scenario", ["jobset", "tfjob"])
+def test_checkov_scans_every_launchers_pod_template(checkov_reports, scenarios, scenario):
+    """The JobSet's and TFJob's pod templates are scanned (as Jobs), with the
+    same skips, each with its reason, as the trainer Job of the default."""
+    results = checkov_reports["all"]["results"]
+    embedded = [e for d in scenarios[scenario].docs for e in embedded_workloads(d)]
+    assert embedded
+    for job in embedded:
+        resource = f"Job.{job['metadata']['namespace']}.{job['metadata']['name']}"
+        checked = [c for kind in ("passed_checks", "skipped_checks", "failed_checks")
+                   for c in results[kind]
+                   if c["resource"] == resource and c["file_path"].endswith(f"/{scenario}.yaml")]
+        assert len(checked) > 20, f"{resource}: {len(checked)} checks"
+        skipped = {c["check_id"] for c in checked if c in results["skipped_checks"]}
+        assert skipped == {"CKV_K8S_40", "CKV_K8S_43", "CKV_K8S_15"}, skipped
+
+
+def test_checkov_reports_a_bad_pod_template_inside_a_jobset(checkov, scenarios, tmp_path):
+    """The extraction works: a privileged container in the JobSet's pod
+    template is a checkov failure of the extracted Job."""
+    docs = copy.deepcopy(scenarios["jobset"].docs)
+    jobset = next(d for d in docs if d["kind"] == "JobSet")
+    pod = jobset["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]
+    pod["containers"][0]["securityContext"]["privileged"] = True
+    (tmp_path / "bad.yaml").write_text(checkov_input(docs))
+    report = run_checkov(checkov, tmp_path)
+    failed = {(c["check_id"], c["resource"]) for c in report["results"]["failed_checks"]}
+    name = f"{jobset['metadata']['name']}-{jobset['spec']['replicatedJobs'][0]['name']}"
+    assert ("CKV_K8S_16", f"Job.{jobset['metadata']['namespace']}.{name}") in failed, failed
 
 
 def test_checkov_skips_carry_reasons(checkov_reports, scenarios):
