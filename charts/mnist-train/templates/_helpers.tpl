@@ -161,7 +161,7 @@ Selector labels.
 */}}
 {{- define "mnist-train.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "mnist-train.name" . }}
-app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/instance: {{ .Release.Name | quote }}
 {{- end }}
 
 {{/*
