@@ -122,6 +122,14 @@ class Rendering:
         assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
         return found[0]
 
+    def component(self, kind: str, component: str) -> dict:
+        """The one `kind` object of a component: the trainer's and evaluator's names
+        carry the run generation (`mnist-train-trainer-3f9a2c`), so tests find them by label."""
+        found = [d for d in self.docs if d["kind"] == kind
+                 and (d["metadata"].get("labels") or {}).get("app.kubernetes.io/component") == component]
+        assert len(found) == 1, f"expected one {kind} of component {component}, found {len(found)}"
+        return found[0]
+
 
 def helm_template_args(values_files=(), set_values=(), release=RELEASE, namespace=NAMESPACE):
     args = ["template", release, str(CHART_DIR), "--namespace", namespace]

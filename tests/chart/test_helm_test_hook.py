@@ -204,7 +204,7 @@ def test_ops_selectors_match_the_chart(scenarios, scenario):
 
 def test_ops_knows_the_chart_exit_codes(default_render):
     """The exit codes the pod failure policy acts on are the ones ops explains."""
-    rules = default_render.one("Job", "mnist-train-trainer")["spec"]["podFailurePolicy"]["rules"]
+    rules = default_render.component("Job", "trainer")["spec"]["podFailurePolicy"]["rules"]
     codes = {r["action"]: r["onExitCodes"]["values"] for r in rules if "onExitCodes" in r}
     assert codes == {"Ignore": [42], "FailJob": [2]}
     assert ops.EXIT_MEANINGS[42].startswith("preempted")

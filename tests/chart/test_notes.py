@@ -3,6 +3,8 @@ client-side dry-run install, which needs no cluster)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from .conftest import CHART_DIR, CI_DIR, NAMESPACE
@@ -18,16 +20,15 @@ def notes(renderer, scenario: str, *extra: str) -> str:
 
 def test_notes_default(renderer):
     text = notes(renderer, "default")
-    assert "kubectl logs -f job/mnist-train-evaluator -n mnist-train" in text
+    assert re.search(r"kubectl logs -f job/mnist-train-evaluator-[0-9a-f]{6} -n mnist-train", text)
     assert "kubectl port-forward -n mnist-train svc/mnist-train-tensorboard 6006:6006" in text
-    assert "kubectl get job/mnist-train-trainer -n mnist-train" in text
+    assert re.search(r"kubectl get job/mnist-train-trainer-[0-9a-f]{6} -n mnist-train", text)
     assert "http://127.0.0.1:6006/" in text
 
 
-@pytest.mark.parametrize("scenario,status", [("jobset", "kubectl get jobset/mnist-train-trainer"),
-                                             ("tfjob", "kubectl get tfjob/mnist-train-trainer")])
-def test_notes_launchers(renderer, scenario, status):
-    assert status in notes(renderer, scenario)
+@pytest.mark.parametrize("scenario,kind", [("jobset", "jobset"), ("tfjob", "tfjob")])
+def test_notes_launchers(renderer, scenario, kind):
+    assert re.search(rf"kubectl get {kind}/mnist-train-trainer-[0-9a-f]{{6}} ", notes(renderer, scenario))
 
 
 def test_notes_without_evaluator_and_tensorboard(renderer):

@@ -120,7 +120,7 @@ def test_kubernetes_validate_strict(scenarios, kubernetes_validate, newest_kuber
 
 def test_kubernetes_validate_is_strict(default_render, kubernetes_validate, tmp_path):
     """An unknown field in the trainer's pod template is rejected (not a no-op)."""
-    job = copy.deepcopy(default_render.one("Job", "mnist-train-trainer"))
+    job = copy.deepcopy(default_render.component("Job", "trainer"))
     job["spec"]["template"]["spec"]["containers"][0]["bogusField"] = True
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(job))

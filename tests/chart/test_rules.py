@@ -10,6 +10,7 @@ import yaml
 
 from .conftest import CI_DIR, IMAGE_REPOSITORY, SCENARIOS
 from .manifests import (
+    COMPONENT,
     all_pods,
     arg_value,
     by_component,
@@ -99,7 +100,7 @@ def test_graceful_termination_outlasts_a_checkpoint(scenarios, scenario):
 
 
 def test_indexed_job_failure_settings(default_render):
-    job = default_render.one("Job", "mnist-train-trainer")["spec"]
+    job = default_render.component("Job", "trainer")["spec"]
     assert job["completionMode"] == "Indexed"
     assert job["completions"] == job["parallelism"] == 2
     assert job["backoffLimitPerIndex"] >= 1 and job["maxFailedIndexes"] == 0
@@ -110,8 +111,11 @@ def test_jobset_restarts_the_group(scenarios):
     jobset = scenarios["jobset"].one("JobSet")["spec"]
     assert jobset["failurePolicy"]["maxRestarts"] == 5
     assert jobset["failurePolicy"]["restartStrategy"] == "Recreate"
-    fail_fast = only(jobset["failurePolicy"]["rules"], "failure rule")
-    assert fail_fast["action"] == "FailJobSet" and fail_fast["onJobFailureReasons"] == ["PodFailurePolicy"]
+    # A configuration error and the deadline fail the JobSet; anything else restarts it.
+    rules = {r["name"]: r for r in jobset["failurePolicy"]["rules"]}
+    assert {name: (r["action"], r["onJobFailureReasons"]) for name, r in rules.items()} == {
+        "configError": ("FailJobSet", ["PodFailurePolicy"]),
+        "deadlineExceeded": ("FailJobSet", ["DeadlineExceeded"])}
     worker = only(jobset["replicatedJobs"], "replicated job")
     assert jobset["successPolicy"] == {"operator": "All", "targetReplicatedJobs": [worker["name"]]}
     assert worker["template"]["spec"]["backoffLimit"] == 0
@@ -488,8 +492,9 @@ def test_network_policies_can_be_disabled(renderer):
 
 def test_kueue_and_scheduler(scenarios, renderer):
     gpu = scenarios["gpu"]
-    for kind, name in (("Job", "mnist-train-trainer"), ("Job", "mnist-train-evaluator")):
-        assert gpu.one(kind, name)["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu-queue"
+    for component in ("trainer", "evaluator"):
+        labels = gpu.component("Job", component)["metadata"]["labels"]
+        assert labels["kueue.x-k8s.io/queue-name"] == "gpu-queue"
     trainer = only(by_component(gpu.docs, "trainer"), "trainer")
     assert trainer.spec["priorityClassName"] == "training-high"
     assert trainer.spec["tolerations"][0]["key"] == "nvidia.com/gpu"
@@ -503,20 +508,22 @@ def test_kueue_and_scheduler(scenarios, renderer):
 
 
 def test_evaluator_job_name_and_component_switches(scenarios):
-    evaluator = scenarios["default"].one("Job", "mnist-train-evaluator")
+    evaluator = scenarios["default"].component("Job", "evaluator")
     pod = evaluator["spec"]["template"]["spec"]
     assert pod["restartPolicy"] == "Never"
     assert pod["containers"][0]["args"][0] == "evaluate"
     only_trainer = scenarios["trainer-only"]
     assert {p.component for p in all_pods(only_trainer.docs)} == {"trainer", "test"}  # + helm test hook
-    assert not only_trainer.find("Job", "mnist-train-evaluator")
+    assert not [d for d in only_trainer.find("Job") if d["metadata"]["labels"][COMPONENT] == "evaluator"]
 
 
 def test_names_with_another_release(renderer):
     rendering = renderer.render(values_files=[CI_DIR / "default-values.yaml"], release="exp1")
-    names = {(d["kind"], d["metadata"]["name"]) for d in rendering.docs}
-    assert ("Job", "exp1-mnist-train-evaluator") in names
-    assert ("Job", "exp1-mnist-train-trainer") in names
+    # The chart name first (the scheme: mnist-train.fullname in _helpers.tpl).
+    assert re.fullmatch(r"mnist-train-exp1-evaluator-[0-9a-f]{6}",
+                        rendering.component("Job", "evaluator")["metadata"]["name"])
+    assert re.fullmatch(r"mnist-train-exp1-trainer-[0-9a-f]{6}",
+                        rendering.component("Job", "trainer")["metadata"]["name"])
     pod = only(by_component(rendering.docs, "trainer"), "trainer")
     assert arg_value(trainer_container(pod)["args"], "--model-dir") == "/models/exp1"
     assert IMAGE_REPOSITORY in trainer_container(pod)["image"]

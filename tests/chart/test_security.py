@@ -25,7 +25,7 @@ def test_pod_security_restricted(scenarios, scenario):
 
 
 def trainer_pod_spec(default_render) -> dict:
-    job = default_render.one("Job", "mnist-train-trainer")
+    job = default_render.component("Job", "trainer")
     return copy.deepcopy(job["spec"]["template"]["spec"])
 
 

@@ -39,6 +39,14 @@ def trainer_pods(run: LocalRun) -> list[dict]:
     return run.pods("trainer")
 
 
+# The trainer's and the evaluator's names end in the chart's run generation (6 hex digits).
+GENERATION = "[0-9a-f]{6}"
+
+
+def workload_name(run: LocalRun, component: str) -> str:
+    return next(w["name"] for w in run.summary()["workloads"] if w["component"] == component)
+
+
 def assert_trained_to(run: LocalRun, final_step: int) -> dict:
     summary = run.summary()
     assert summary["training"]["final_step"] == final_step, run.tail()
@@ -86,10 +94,13 @@ def test_default_chart_trains_and_the_evaluator_reports_every_checkpoint(default
     """2 workers + evaluator + TensorBoard from the rendered default chart (MLP, 1000 steps)."""
     run = default_run
     text = run.output()
-    assert "network:   mnist-train-trainer-0.mnist-train-workers -> 10.244.0.10" in text
-    assert "Job/mnist-train-trainer: Complete (Completed)" in text
-    assert "Job/mnist-train-evaluator: Complete (Completed)" in text
-    log = run.log("mnist-train-evaluator-0")
+    trainer, evaluator = workload_name(run, "trainer"), workload_name(run, "evaluator")
+    assert re.fullmatch(f"mnist-train-trainer-{GENERATION}", trainer), trainer
+    assert evaluator == f"mnist-train-evaluator-{trainer[-6:]}", "one run generation for both"
+    assert f"network:   {trainer}-0.mnist-train-workers -> 10.244.0.10" in text
+    assert f"Job/{trainer}: Complete (Completed)" in text
+    assert f"Job/{evaluator}: Complete (Completed)" in text
+    log = run.log(f"{evaluator}-0")
     lines = re.findall(r"^After (\d+) training step\(s\), validation accuracy = ([0-9.]+)$", log, re.M)
     steps = [int(s) for s, _ in lines]
     accuracies = [float(a) for _, a in lines]
@@ -102,13 +113,13 @@ def test_default_chart_trains_and_the_evaluator_reports_every_checkpoint(default
     assert metrics["final_step"] == 1000 and metrics["test_accuracy"] >= MIN_TEST_ACCURACY, metrics
     # Both workers train together in their own namespaces, from the chart's environment.
     for i in (0, 1):
-        worker = run.log(f"mnist-train-trainer-{i}-0")
+        worker = run.log(f"{trainer}-{i}-0")
         assert f"cluster | Indexed Job environment | task worker:{i} of 2 workers" in worker
-        peers = ", ".join(f"'mnist-train-trainer-{j}.mnist-train-workers:2222'" for j in (0, 1))
+        peers = ", ".join(f"'{trainer}-{j}.mnist-train-workers:2222'" for j in (0, 1))
         assert peers in worker
         assert re.search(r"train \| done \| step 1000 \|", worker)
     # Read-only mounts: the evaluator and TensorBoard never tried to write where they may not.
-    for pod in ("mnist-train-evaluator-0", "mnist-train-tensorboard-0"):
+    for pod in (f"{evaluator}-0", "mnist-train-tensorboard-0"):
         assert "Read-only file system" not in run.log(pod)
 
 
@@ -302,7 +313,8 @@ def test_killed_evaluator_resumes_without_re_evaluating_and_scores_the_final_che
 
 def test_ctrl_c_mid_training_stops_everything_cleanly(local_run):
     run = local_run([*FAST, "--set", "training.maxSteps=20000"])
-    run.wait_for(r"^train \| step \d+ \| loss", timeout=RUN_TIMEOUT, where="logs/mnist-train-trainer-0-0.log")
+    run.wait_for(r"^train \| step \d+ \| loss", timeout=RUN_TIMEOUT,
+                 where="logs/mnist-train-trainer-*-0-0.log")
     run.interrupt(signal.SIGINT)
     assert run.wait(120) == 130, run.tail()
     run.assert_clean()
@@ -316,8 +328,8 @@ def test_ctrl_c_mid_training_stops_everything_cleanly(local_run):
 
 def test_a_killed_runner_takes_its_pods_along_and_cleanup_removes_its_namespaces(local_run):
     run = local_run([*FAST, "--set", "training.maxSteps=20000"])
-    run.wait_for(r"started pod mnist-train-trainer-1-0", timeout=RUN_TIMEOUT)
-    run.wait_for(r"^cluster \|", timeout=RUN_TIMEOUT, where="logs/mnist-train-trainer-1-0.log")
+    run.wait_for(f"started pod mnist-train-trainer-{GENERATION}-1-0", timeout=RUN_TIMEOUT)
+    run.wait_for(r"^cluster \|", timeout=RUN_TIMEOUT, where="logs/mnist-train-trainer-*-1-0.log")
     run_id = run.run_id()
     assert len(netns.runner_namespaces(run_id)) == 3
     run.popen.kill()  # no chance to clean up
@@ -355,6 +367,7 @@ def test_tfjob_rendering_gets_the_operators_tf_config(local_run):
                      "--set", "training.saveCheckpointsSteps=100"])
     assert run.wait(RUN_TIMEOUT) == 0, run.tail()
     assert_trained_to(run, 300)
-    log = run.log("mnist-train-trainer-worker-1")
+    trainer = workload_name(run, "trainer")
+    log = run.log(f"{trainer}-worker-1")
     assert "cluster | TF_CONFIG | task worker:1 of 2 workers" in log
-    assert "mnist-train-trainer-worker-0.mnist-train.svc:2222" in log
+    assert f"{trainer}-worker-0.mnist-train.svc:2222" in log

@@ -46,6 +46,11 @@ def one(rendering, kind, component=None):
     return docs[0]
 
 
+def name(rendering, kind, component):
+    """An object's name: the trainer's and the evaluator's carry the chart's run generation."""
+    return one(rendering, kind, component)["metadata"]["name"]
+
+
 class FakeCluster:
     """The Cluster protocol with a hand-driven clock and no processes."""
 
@@ -119,7 +124,8 @@ def test_the_charts_pod_failure_policy_rules_apply_in_order(rendered):
 
 def test_indexed_job_retries_each_index_up_to_backoff_limit_per_index(tmp_path, rendered):
     cluster, job = started_job(tmp_path, rendered["job"])
-    assert [r.pod.name for r in cluster.created] == ["mnist-train-trainer-0-0", "mnist-train-trainer-1-0"]
+    trainer = name(rendered["job"], "Job", "trainer")
+    assert [r.pod.name for r in cluster.created] == [f"{trainer}-0-0", f"{trainer}-1-0"]
     limit = job.per_index_limit
     assert limit == 3 and job.max_failed_indexes == 0
     for attempt in range(limit):
@@ -134,7 +140,7 @@ def test_indexed_job_retries_each_index_up_to_backoff_limit_per_index(tmp_path, 
         assert any(r.pod.index == 0 for r in cluster.running())
     cluster.exit(job, next(r for r in cluster.running() if r.pod.index == 0), 1)
     assert job.status == "Failed" and job.reason == "MaxFailedIndexesExceeded"
-    assert [r.pod.name for r, _ in cluster.deleted] == ["mnist-train-trainer-1-0"]  # the rest is terminated
+    assert [r.pod.name for r, _ in cluster.deleted] == [f"{trainer}-1-0"]  # the rest is terminated
 
 
 def test_preemption_is_replaced_at_once_and_not_counted(tmp_path, rendered):
@@ -143,7 +149,8 @@ def test_preemption_is_replaced_at_once_and_not_counted(tmp_path, rendered):
         cluster.exit(job, record, 42)
     job.tick()
     names = sorted(r.pod.name for r in cluster.running())
-    assert names == ["mnist-train-trainer-0-1", "mnist-train-trainer-1-1"]
+    trainer = name(rendered["job"], "Job", "trainer")
+    assert names == [f"{trainer}-0-1", f"{trainer}-1-1"]
     assert [s.counted for s in job.indexes] == [0, 0] and [s.ignored for s in job.indexes] == [1, 1]
     assert cluster.running()[0].pod.annotations["batch.kubernetes.io/job-index-ignored-failure-count"] == "1"
     for record in list(cluster.running()):
@@ -156,7 +163,7 @@ def test_configuration_error_fails_the_job_at_once(tmp_path, rendered):
     cluster.exit(job, cluster.running()[1], 2)
     assert job.status == "Failed" and job.reason == "PodFailurePolicy"
     assert "exit code 2 matching FailJob rule at index 2" in job.message
-    assert [r.pod.name for r, _ in cluster.deleted] == ["mnist-train-trainer-0-0"]
+    assert [r.pod.name for r, _ in cluster.deleted] == [f"{name(rendered['job'], 'Job', 'trainer')}-0-0"]
     job.tick()
     assert len(cluster.created) == 2, "a failed Job must not create pods"
 
@@ -176,7 +183,7 @@ def test_evaluator_job_uses_its_backoff_limit(tmp_path, rendered):
     cluster, job = started_job(tmp_path, rendered["job"], "evaluator")
     assert not job.indexed and job.backoff_limit == 6
     (record,) = cluster.running()
-    assert record.pod.name == "mnist-train-evaluator-0" and record.pod.slot is None
+    assert record.pod.name == f"{name(rendered['job'], 'Job', 'evaluator')}-0" and record.pod.slot is None
     for _ in range(6):
         cluster.exit(job, cluster.running()[0], 137)
         cluster.clock += 1000
@@ -189,15 +196,16 @@ def test_evaluator_job_uses_its_backoff_limit(tmp_path, rendered):
 def test_jobset_recreates_every_worker_when_one_fails_and_fails_on_a_config_error(tmp_path, rendered):
     cluster = FakeCluster(tmp_path, rendered["jobset"].docs)
     jobset = JobSetController(cluster, one(rendered["jobset"], "JobSet"))
-    assert [s.key for s in jobset.slots()] == ["mnist-train-trainer-worker-0-0.mnist-train-workers",
-                                              "mnist-train-trainer-worker-0-1.mnist-train-workers"]
+    trainer = name(rendered["jobset"], "JobSet", "trainer")
+    assert [s.key for s in jobset.slots()] == [f"{trainer}-worker-0-0.mnist-train-workers",
+                                              f"{trainer}-worker-0-1.mnist-train-workers"]
     jobset.start()
     jobset.tick()
     first = list(cluster.running())
-    assert first[0].pod.hostname == "mnist-train-trainer-worker-0-0"
+    assert first[0].pod.hostname == f"{trainer}-worker-0-0"
     env = first[1].pod.container.env
     assert env["JOB_COMPLETION_INDEX"] == "1"
-    assert env["MNIST_WORKER_HOSTNAME_PREFIX"] == "mnist-train-trainer-worker-0"
+    assert env["MNIST_WORKER_HOSTNAME_PREFIX"] == f"{trainer}-worker-0"
     jobset.on_exit(_exit(first[0], 137))
     jobset.tick()
     assert jobset.restarting and first[1].deleting
@@ -225,13 +233,14 @@ def test_tfjob_pods_get_the_operators_tf_config(tmp_path, rendered):
     tfjob.start()
     tfjob.tick()
     pods = [r.pod for r in cluster.running()]
-    assert [p.name for p in pods] == ["mnist-train-trainer-worker-0", "mnist-train-trainer-worker-1"]
+    trainer = name(rendered["tfjob"], "TFJob", "trainer")
+    assert [p.name for p in pods] == [f"{trainer}-worker-0", f"{trainer}-worker-1"]
     config = json.loads(pods[1].container.env["TF_CONFIG"])
-    assert config["cluster"]["worker"] == ["mnist-train-trainer-worker-0.mnist-train.svc:2222",
-                                           "mnist-train-trainer-worker-1.mnist-train.svc:2222"]
+    assert config["cluster"]["worker"] == [f"{trainer}-worker-0.mnist-train.svc:2222",
+                                           f"{trainer}-worker-1.mnist-train.svc:2222"]
     info = resolve_cluster(pods[1].container.env)
     assert (info.source, info.task_index, info.num_workers, info.is_chief) == ("TF_CONFIG", 1, 2, False)
-    assert "mnist-train-trainer-worker-0.mnist-train.svc" in tfjob.slots()[0].dns_names
+    assert f"{trainer}-worker-0.mnist-train.svc" in tfjob.slots()[0].dns_names
 
 
 # -- manifests -----------------------------------------------------------------------------------------
@@ -241,10 +250,11 @@ def test_worker_pods_resolve_field_refs_and_volumes_like_kubernetes(tmp_path, re
     cluster, job = started_job(tmp_path, rendered["job"])
     pod = cluster.running()[1].pod
     env = pod.container.env
+    trainer = name(rendered["job"], "Job", "trainer")
     assert env == {"JOB_COMPLETION_INDEX": "1", "MNIST_NUM_WORKERS": "2",
-                   "MNIST_WORKER_HOSTNAME_PREFIX": "mnist-train-trainer",
+                   "MNIST_WORKER_HOSTNAME_PREFIX": trainer,
                    "MNIST_WORKER_SERVICE": "mnist-train-workers", "MNIST_WORKER_PORT": "2222"}
-    assert pod.hostname == "mnist-train-trainer-1" and pod.subdomain == "mnist-train-workers"
+    assert pod.hostname == f"{trainer}-1" and pod.subdomain == "mnist-train-workers"
     assert pod.container.command == ["python", "-m", "model"]
     assert pod.container.args[:5] == ["train", "--model", "lenet5", "--model-dir", "/models/mnist-train"]
     mounts = {m.container_path: m for m in pod.container.mounts}
@@ -572,8 +582,8 @@ def test_runner_drives_any_launcher_through_the_interface(tmp_path, rendered, tr
     options = RunOptions(run_dir=tmp_path / "run", tick=0.05, shutdown_grace=2)
     code = Runner(rendered["job"], launcher, options, Terminal(None, False, stream=out)).run()
     assert code == expected, out.getvalue()
-    assert launcher.setups == [["mnist-train-trainer-0.mnist-train-workers",
-                                "mnist-train-trainer-1.mnist-train-workers"]]
+    trainer = name(rendered["job"], "Job", "trainer")
+    assert launcher.setups == [[f"{trainer}-0.mnist-train-workers", f"{trainer}-1.mnist-train-workers"]]
     assert launcher.teardowns == 1
     workers = [p for p in launcher.started if p.component == "trainer"]
     assert [p.container.env["JOB_COMPLETION_INDEX"] for p in workers] == ["0", "1"]

@@ -6,20 +6,82 @@ Expand the name of the chart.
 {{- end }}
 
 {{/*
-Create a default fully qualified app name.
-We truncate at 63 chars because some Kubernetes name fields are limited to this (by the DNS naming spec).
-If release name contains chart name it will be used as a full name.
+The base of every object name. Chart name first, so that it starts with a
+letter whatever the release name (a Service name must be a DNS-1035 label:
+release `2024-sweep` gives `mnist-train-2024-sweep`):
+- fullnameOverride, if set;
+- else the release name if it is the chart name or starts with `<chart>-`;
+- else `<chart>-<release>`.
+Longer than the budget (mnist-train.baseNameBudget): cut, plus `-` and 6 hex
+digits of the full name's sha256, so that two long names differing only
+after the cut still give different names.
 */}}
 {{- define "mnist-train.fullname" -}}
+{{- $chart := include "mnist-train.name" . }}
+{{- $full := "" }}
 {{- if .Values.fullnameOverride }}
-{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- $full = .Values.fullnameOverride }}
+{{- else if or (eq .Release.Name $chart) (hasPrefix (printf "%s-" $chart) .Release.Name) }}
+{{- $full = .Release.Name }}
 {{- else }}
-{{- $name := default .Chart.Name .Values.nameOverride }}
-{{- if contains $name .Release.Name }}
-{{- .Release.Name | trunc 63 | trimSuffix "-" }}
-{{- else }}
-{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- $full = printf "%s-%s" $chart .Release.Name }}
 {{- end }}
+{{- if not (regexMatch "^[a-z]([-a-z0-9]*[a-z0-9])?$" $full) }}
+{{- fail (printf "the base of every object name, %q (from fullnameOverride, nameOverride or the release name), must be a DNS-1035 label: lower-case letters, digits and '-' (it must not contain '.' or '_'), starting with a letter and ending with a letter or digit" $full) }}
+{{- end }}
+{{- $budget := int (include "mnist-train.baseNameBudget" .) }}
+{{- if gt (len $full) $budget }}
+{{- $full = printf "%s-%s" ($full | trunc (int (sub $budget 7)) | trimSuffix "-") (sha256sum $full | trunc 6) }}
+{{- end }}
+{{- $full }}
+{{- end }}
+
+{{/*
+The one length budget of the base name, from the longest name derived from
+it: a JobSet worker pod. JobSet v0.12.0 (pkg/webhooks/jobset_webhook.go,
+placement.GenPodName) requires `<jobset>-<replicatedJob>-<jobIndex>-<podIndex>`
+plus `-abcde` (the random suffix) to be a DNS-1035 label (<= 63):
+  base + "-trainer-" (9) + generation (6) + "-worker-0-" (10)
+       + "999" (3, the schema allows 1000 workers) + "-abcde" (6) <= 63.
+Every other name is shorter: Indexed Job host names <job>-<index> (<= 63),
+TFJob pods/Services <tfjob>-worker-<index>, `<base>-evaluator-<generation>`.
+*/}}
+{{- define "mnist-train.baseNameBudget" -}}29{{- end }}
+
+{{/*
+The name of one object of the release: (dict "ctx" $ "component" "trainer"),
+`<base>-<component>`; with "generation" true, `<base>-<component>-<run
+generation>` (the trainer workload and the evaluator Job, see
+mnist-train.runGeneration). The only place names are made.
+*/}}
+{{- define "mnist-train.componentName" -}}
+{{- $name := printf "%s-%s" (include "mnist-train.fullname" .ctx) .component }}
+{{- if .generation }}
+{{- $name = printf "%s-%s" $name (include "mnist-train.runGeneration" .ctx) }}
+{{- end }}
+{{- $name }}
+{{- end }}
+
+{{/*
+The run generation: 6 hex digits of the sha256 of what the trainer workload
+and the evaluator Job contain (their specs, and the Kueue queue label),
+rendered with the placeholder generation `xxxxxx` in every name. Identical
+specs give identical names, so `helm upgrade` leaves a running training
+alone (a chart version bump changes only the objects' metadata); any change
+of their specs gives new names, so Helm replaces both instead of failing on
+their immutable fields. Inside the placeholder rendering (the key
+runGeneration in the context) it is the placeholder.
+*/}}
+{{- define "mnist-train.runGeneration" -}}
+{{- if hasKey . "runGeneration" }}
+{{- .runGeneration }}
+{{- else }}
+{{- $placeholder := dict "Values" .Values "Release" .Release "Chart" .Chart "Capabilities" .Capabilities "Files" .Files "Template" .Template "runGeneration" "xxxxxx" }}
+{{- $parts := list (include "mnist-train.trainer.spec" $placeholder) (include "mnist-train.kueueLabel" $placeholder) }}
+{{- if .Values.evaluator.enabled }}
+{{- $parts = append $parts (include "mnist-train.evaluator.spec" $placeholder) }}
+{{- end }}
+{{- join "\n---\n" $parts | sha256sum | trunc 6 }}
 {{- end }}
 {{- end }}
 
@@ -31,17 +93,58 @@ Create chart name and version as used by the chart label.
 {{- end }}
 
 {{/*
-Common labels.
+Labels a user label map must not set: the selector labels (the Services,
+NetworkPolicies and the Deployment select pods by them; overridden, they
+would select nothing and the workers would never find each other) and
+managed-by (Helm adopts only objects labelled managed-by=Helm).
+Checks one map: (dict "labels" .Values.commonLabels "key" "commonLabels").
+*/}}
+{{- define "mnist-train.checkUserLabels" -}}
+{{- $reserved := list "app.kubernetes.io/name" "app.kubernetes.io/instance" "app.kubernetes.io/component" "app.kubernetes.io/managed-by" }}
+{{- range $label, $_ := .labels }}
+{{- if has $label $reserved }}
+{{- fail (printf "%s must not set the label %q: the chart sets it, and the Services, NetworkPolicies and TensorBoard's Deployment select the pods by %s; use a label key of your own" $.key $label (join ", " $reserved)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Labels that do not change with the chart version, as a YAML map: the pod
+templates' labels, (dict "ctx" $ "component" "trainer" ["podLabels" map
+"podLabelsKey" "trainer.podLabels"]). commonLabels and the pod labels
+override part-of; the selector labels and managed-by cannot be set by them.
+*/}}
+{{- define "mnist-train.stableLabels" -}}
+{{- $ctx := .ctx }}
+{{- include "mnist-train.checkUserLabels" (dict "labels" $ctx.Values.commonLabels "key" "commonLabels") }}
+{{- $labels := dict "app.kubernetes.io/managed-by" $ctx.Release.Service "app.kubernetes.io/part-of" (include "mnist-train.name" $ctx) }}
+{{- $labels = mergeOverwrite $labels (deepCopy (default (dict) $ctx.Values.commonLabels)) }}
+{{- with .podLabels }}
+{{- include "mnist-train.checkUserLabels" (dict "labels" . "key" $.podLabelsKey) }}
+{{- $labels = mergeOverwrite $labels (deepCopy .) }}
+{{- end }}
+{{- $labels = mergeOverwrite $labels (fromYaml (include "mnist-train.selectorLabels" $ctx)) }}
+{{- with .component }}
+{{- $_ := set $labels "app.kubernetes.io/component" . }}
+{{- end }}
+{{- toYaml $labels }}
+{{- end }}
+
+{{/*
+Labels of an object's own metadata (mutable): the stable labels plus the
+chart version and appVersion. Never in a pod template.
+*/}}
+{{- define "mnist-train.versionLabels" -}}
+helm.sh/chart: {{ include "mnist-train.chart" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+{{- end }}
+
+{{/*
+Common labels of an object without a component.
 */}}
 {{- define "mnist-train.labels" -}}
-helm.sh/chart: {{ include "mnist-train.chart" . }}
-{{ include "mnist-train.selectorLabels" . }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
-app.kubernetes.io/part-of: {{ include "mnist-train.name" . }}
-{{- with .Values.commonLabels }}
-{{ toYaml . }}
-{{- end }}
+{{ include "mnist-train.versionLabels" . }}
+{{ include "mnist-train.stableLabels" (dict "ctx" .) }}
 {{- end }}
 
 {{/*
@@ -53,11 +156,21 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/*
-Labels of one component: (dict "ctx" $ "component" "trainer").
+Labels of one component's object: (dict "ctx" $ "component" "trainer").
 */}}
 {{- define "mnist-train.componentLabels" -}}
-{{ include "mnist-train.labels" .ctx }}
-app.kubernetes.io/component: {{ .component }}
+{{ include "mnist-train.versionLabels" .ctx }}
+{{ include "mnist-train.stableLabels" (dict "ctx" .ctx "component" .component) }}
+{{- end }}
+
+{{/*
+Labels of one component's pod template: (dict "ctx" $ "component" "trainer"
+"podLabels" .Values.trainer.podLabels "podLabelsKey" "trainer.podLabels").
+No chart version: a chart upgrade must not change an (immutable) Job
+template nor roll TensorBoard.
+*/}}
+{{- define "mnist-train.podLabels" -}}
+{{ include "mnist-train.stableLabels" . }}
 {{- end }}
 
 {{/*
@@ -89,39 +202,42 @@ Name of the ServiceAccount the pods use.
 {{- end }}
 
 {{/*
-Component names. The trainer's name is short enough that its pods' host
-names (<trainer>-<index>, or <trainer>-worker-0-<index> for a JobSet) stay
-within 63 characters.
+Component names (see mnist-train.componentName for the scheme and budget).
+The trainer workload and the evaluator Job carry the run generation.
 */}}
 {{- define "mnist-train.trainerName" -}}
-{{- $name := printf "%s-trainer" (include "mnist-train.fullname" . | trunc 40 | trimSuffix "-") }}
-{{- if contains "." $name }}
-{{- fail (printf "the release name (or fullnameOverride) must not contain '.': the workers' host names derive from %q" $name) }}
-{{- end }}
-{{- $name }}
-{{- end }}
-
-{{- define "mnist-train.workersServiceName" -}}
-{{- printf "%s-workers" (include "mnist-train.fullname" . | trunc 40 | trimSuffix "-") }}
+{{- include "mnist-train.componentName" (dict "ctx" . "component" "trainer" "generation" true) }}
 {{- end }}
 
 {{- define "mnist-train.evaluatorName" -}}
-{{- printf "%s-evaluator" (include "mnist-train.fullname" . | trunc 53 | trimSuffix "-") }}
+{{- include "mnist-train.componentName" (dict "ctx" . "component" "evaluator" "generation" true) }}
+{{- end }}
+
+{{- define "mnist-train.workersServiceName" -}}
+{{- include "mnist-train.componentName" (dict "ctx" . "component" "workers") }}
+{{- end }}
+
+{{- define "mnist-train.trainerPolicyName" -}}
+{{- include "mnist-train.componentName" (dict "ctx" . "component" "trainer") }}
+{{- end }}
+
+{{- define "mnist-train.defaultDenyPolicyName" -}}
+{{- include "mnist-train.componentName" (dict "ctx" . "component" "default-deny") }}
 {{- end }}
 
 {{- define "mnist-train.tensorboardName" -}}
-{{- printf "%s-tensorboard" (include "mnist-train.fullname" . | trunc 51 | trimSuffix "-") }}
+{{- include "mnist-train.componentName" (dict "ctx" . "component" "tensorboard") }}
 {{- end }}
 
 {{- define "mnist-train.testName" -}}
-{{- printf "%s-test" (include "mnist-train.fullname" . | trunc 58 | trimSuffix "-") }}
+{{- include "mnist-train.componentName" (dict "ctx" . "component" "test") }}
 {{- end }}
 
 {{- define "mnist-train.pvcName" -}}
 {{- if .Values.storage.pvc.existingClaim }}
 {{- .Values.storage.pvc.existingClaim }}
 {{- else }}
-{{- printf "%s-models" (include "mnist-train.fullname" . | trunc 56 | trimSuffix "-") }}
+{{- include "mnist-train.componentName" (dict "ctx" . "component" "models") }}
 {{- end }}
 {{- end }}
 

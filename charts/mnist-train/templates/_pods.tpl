@@ -32,6 +32,14 @@ rules:
 {{- end }}
 
 {{/*
+The trainer workload's spec for the launcher in use (defined beside each
+object: trainer-job.yaml, trainer-jobset.yaml, trainer-tfjob.yaml).
+*/}}
+{{- define "mnist-train.trainer.spec" -}}
+{{- include (printf "mnist-train.trainer.spec.%s" .Values.trainer.launcher) . }}
+{{- end }}
+
+{{/*
 Pod template of a trainer worker, shared by the three launchers:
 (dict "ctx" $ "container" "trainer"|"tensorflow").
 */}}
@@ -40,10 +48,7 @@ Pod template of a trainer worker, shared by the three launchers:
 {{- $v := $ctx.Values }}
 metadata:
   labels:
-    {{- include "mnist-train.componentLabels" (dict "ctx" $ctx "component" "trainer") | nindent 4 }}
-    {{- with $v.trainer.podLabels }}
-    {{- toYaml . | nindent 4 }}
-    {{- end }}
+    {{- include "mnist-train.podLabels" (dict "ctx" $ctx "component" "trainer" "podLabels" $v.trainer.podLabels "podLabelsKey" "trainer.podLabels") | nindent 4 }}
   {{- with $v.trainer.podAnnotations }}
   annotations:
     {{- toYaml . | nindent 4 }}
