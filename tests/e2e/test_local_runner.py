@@ -44,7 +44,10 @@ GENERATION = "[0-9a-f]{6}"
 
 
 def workload_name(run: LocalRun, component: str) -> str:
-    return next(w["name"] for w in run.summary()["workloads"] if w["component"] == component)
+    """The name the runner reported for the component's workload (summary.json comes only at the end)."""
+    found = re.search(rf"\b(?:Job|JobSet|TFJob)/(mnist-train-{component}-{GENERATION})\b", run.output())
+    assert found, f"no {component} workload in the output; {run.tail()}"
+    return found.group(1)
 
 
 def assert_trained_to(run: LocalRun, final_step: int) -> dict:
