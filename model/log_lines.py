@@ -31,7 +31,7 @@ ERROR = re.compile(r"^error: (?P<message>.*)", re.M)
 # The run's identity and the model directory's lease (model/run_identity.py, model/lease.py):
 # each line's format (for `log.info(FORMAT, ...)`) beside its pattern.
 RUN_NEW_FORMAT = "run | new run %s (%s) recorded in %s"
-RUN_NEW = re.compile(r"^run \| new run (?P<run_id>[0-9a-f]{12}) \((?P<summary>[^)]*)\) recorded in "
+RUN_NEW = re.compile(r"^run \| new run (?P<run_id>[0-9a-f]{12}) \((?P<summary>.*)\) recorded in "
                      r"(?P<path>\S+)", re.M)
 RUN_RESUMING_FORMAT = "run | resuming run %s at step %d of %d"
 RUN_EXTENDING_FORMAT = "run | extending run %s from step %d to %d"
