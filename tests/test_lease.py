@@ -28,6 +28,7 @@ from model import lease as leases
 from model import log_lines
 from model.errors import EXIT_CONFIG_ERROR, EXIT_FAILURE, ConfigError
 from model.guarded_json import GuardedJson
+from tests.multiworker import Cluster, done_line
 from tests.test_gcs import REPO, bucket, client, emulator  # noqa: F401 - pytest fixtures
 
 RUN_A, RUN_B = "aaaaaaaaaaaa", "bbbbbbbbbbbb"
@@ -352,3 +353,77 @@ def test_two_contenders_for_an_expired_lease_on_gcs_only_one_wins(client, bucket
     holder = json.loads(bucket.get_blob("runs/r2/lease.json").download_as_bytes())["holder"]
     assert holder == winners[0].payload["holder"]
     winners[0].release()
+
+
+# ---------------------------------------------------------------- trainers (real processes)
+
+MLP_ARGS = ["--model", "mlp", "--save-checkpoints-steps", "500", "--log-every-steps", "500",
+            "--steps-per-loop", "100"]
+
+
+def final_weights(model_dir, step: int) -> str:
+    """The weights fingerprint (as the done line prints it) of `model_dir`'s ckpt-<step>."""
+    from model.config import preset
+    from model.train import weights_fingerprint
+    from model.train_state import TrainState
+
+    state = TrainState("mlp", preset("default", "mlp"))
+    state.checkpoint().restore(str(model_dir / f"ckpt-{step}")).assert_existing_objects_matched()
+    return weights_fingerprint(state)
+
+
+@pytest.mark.slow
+def test_two_trainers_on_one_directory_the_second_is_refused_and_the_first_untouched(tmp_path):
+    """Issue 16 defect 5: two runs (seeds 1 and 2) started 1 s apart on one directory."""
+    runs = {seed: Cluster(tmp_path, workers=1, train_args=[*MLP_ARGS, "--max-steps", "1500",
+                                                           "--seed", str(seed)]) for seed in (1, 2)}
+    try:
+        (first,) = runs[1].start_workers(attempt=1)
+        time.sleep(1)
+        (second,) = runs[2].start_workers(attempt=2)
+        codes = {1: first.wait(300), 2: second.wait(300)}
+    finally:
+        for cluster in runs.values():
+            cluster.stop_all()
+    # Whichever reached the directory first owns it (normally the first started).
+    assert sorted(codes.values()) == [0, EXIT_CONFIG_ERROR], codes
+    winner_seed = 1 if codes[1] == 0 else 2
+    winner, loser = (first, second) if winner_seed == 1 else (second, first)
+    error = log_lines.ERROR.search(loser.output())
+    assert error, loser.output()[-2000:]
+    for part in ("is held by the trainer of another run", f"pid {winner.popen.pid}", "on host ",
+                 "since ", "storage.modelDirName"):
+        assert part in error["message"], error["message"]
+    assert not log_lines.TRAIN_START.search(loser.output()), "the refused trainer started training"
+
+    model_dir = runs[1].model_dir
+    step, weights = done_line(winner)
+    assert step == 1500
+    assert json.loads((model_dir / "run_config.json").read_text())["hparams"]["seed"] == winner_seed
+    assert final_weights(model_dir, 1500) == weights
+    events = [p.name for p in (model_dir / "train").iterdir()]
+    assert events and all(f".{winner.popen.pid}." in name for name in events), events
+    assert not (model_dir / leases.LEASE_FILE).exists()
+
+
+@pytest.mark.slow
+def test_a_sigkilled_trainers_restart_takes_the_lease_over_after_it_expires(tmp_path):
+    cluster = Cluster(tmp_path, workers=1, train_args=[*MLP_ARGS, "--max-steps", "1000"])
+    ttl = {leases.TTL_ENV: "3"}
+    try:
+        (killed,) = cluster.start_workers(attempt=0, env=ttl)
+        killed.wait_for(r"saved .*ckpt-500$", timeout=240)
+        killed.kill()  # SIGKILL: the lease stays behind, unreleased
+        assert (cluster.model_dir / leases.LEASE_FILE).exists()
+        last_saved = max(int(p.name[5:-6]) for p in cluster.model_dir.glob("ckpt-*.index"))
+        t0 = time.monotonic()
+        (restarted,) = cluster.start_workers(attempt=1, env=ttl)
+        taken = restarted.wait_for(log_lines.LEASE_TAKEN_OVER.pattern, timeout=240)
+        took = time.monotonic() - t0
+        assert restarted.wait(240) == 0
+    finally:
+        cluster.stop_all()
+    assert f"pid {killed.popen.pid}" in taken["holder"]
+    assert took < 60, took
+    assert int(log_lines.TRAIN_RESTORED.search(restarted.output())["step"]) == last_saved
+    assert done_line(restarted)[0] == 1000
