@@ -73,7 +73,7 @@ run directory (--run-dir, default runs/<release>):
 
 upgrades (--upgrade; `helm upgrade` of the release the run dir holds):
   The new rendering is applied to what the previous run left, object by object,
-  as Helm 3 and the API server would: an object only in the old rendering is
+  as Helm and the API server would: an object only in the old rendering is
   deleted (helm.sh/resource-policy: keep objects stay); an object in both is
   updated in place (a Job, JobSet or TFJob that had finished stays finished and
   runs nothing; one stopped by Ctrl-C or --timeout runs on, with the new spec);
@@ -81,7 +81,8 @@ upgrades (--upgrade; `helm upgrade` of the release the run dir holds):
   its ttlSecondsAfterFinished), is created and runs. An update that changes an
   immutable field (a Job's spec.template, podFailurePolicy, backoffLimitPerIndex,
   completions...; a JobSet's replicatedJobs, failurePolicy, successPolicy) is
-  refused as the API server refuses it: exit 2 and nothing changes. The volumes
+  refused as the API server refuses it: exit 2 and nothing changes (Helm would
+  have created the new objects before failing the release). The volumes
   (the PVC) are kept. The plan is printed (`upgrade | create Job/...`) and kept in
   summary.json. The previous runner must have ended: its pods got SIGTERM then,
   as a deleted Job's pods do. `--upgrade --manifest <run-dir>/rendered.previous.yaml`

@@ -1,12 +1,13 @@
 """`helm upgrade` on a run directory: which objects a second rendering deletes, updates and creates.
 
-Helm 3 applies an upgrade object by object: an object of the new rendering
-that exists is updated in place (a patch the API server validates against
-the live object), one that does not exist is created (also when it was in
-the old rendering but is gone, e.g. a Job its ttlSecondsAfterFinished
-removed), and an object only in the old rendering is deleted, in the
-background (a Job's pods get SIGTERM and their grace period), unless it
-carries `helm.sh/resource-policy: keep`.
+Helm applies an upgrade object by object (Helm v4.1.4 pkg/kube/client.go,
+Client.update): an object of the new rendering that exists is updated in
+place (a patch the API server validates against the live object), one that
+does not exist is created (also when it was in the old rendering but is
+gone, e.g. a Job its ttlSecondsAfterFinished removed), and then an object
+only in the old rendering is deleted with background propagation (a Job's
+pods get SIGTERM and their grace period), unless it carries
+`helm.sh/resource-policy: keep`.
 
 The "cluster" here is what the previous local run left in its run dir: its
 rendering (rendered.yaml) and the status of each workload (summary.json).
@@ -15,7 +16,10 @@ rendering (rendered.yaml) and the status of each workload (summary.json).
 knows kinds and Kubernetes' rules, never a chart's component names.
 
 An update the API server would refuse (an immutable field of a Job, JobSet
-or TFJob spec) refuses the whole upgrade before anything changes; the
+or TFJob spec) refuses the whole upgrade here before anything changes (Helm
+would already have created the new objects and updated the others, then
+fail the release without deleting the old ones; a run dir keeps one state,
+so the runner refuses cleanly instead); the
 complete admission rules live in the chart tests (tests/chart/admission/);
 this keeps only the immutability checks an upgrade needs.
 """
