@@ -4,10 +4,12 @@ A run trains the MLP to N steps; `--upgrade` with the same values then runs
 nothing; `--upgrade --set training.maxSteps=2N` replaces the trainer and
 evaluator Jobs (the chart names them after their spec's run generation) and
 the new trainer resumes from the checkpoint at N, trains steps N+1..2N only,
-and the new evaluator scores the new checkpoints up to 2N. Before that, an
+and the new evaluator scores the new checkpoints up to 2N; once their TTL
+has deleted those Jobs, the same values re-create them and they find the
+run complete. Before the extension, an
 upgrade to another model is refused by the trainer (exit 2), leaving the run
 as it was. Real processes throughout (the local runner's pods), about three
-minutes on two cores.
+to four minutes on two busy cores.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import re
 
 import pytest
 
-from model.log_lines import EVAL_VALIDATION, TRAIN_PROGRESS, TRAIN_RESTORED
+from model.log_lines import ALREADY_COMPLETE, EVAL_VALIDATION, TRAIN_PROGRESS, TRAIN_RESTORED
 from tests.e2e.conftest import FAST, LocalRun, checkpoint_steps
 
 pytestmark = pytest.mark.slow
@@ -107,3 +109,28 @@ def test_upgrades_of_a_finished_run_do_what_helm_upgrade_means(local_run):
     metrics = json.loads((model_dir / "eval" / "final_metrics.json").read_text())
     assert metrics["final_step"] == 2 * N
     assert checkpoint_steps(model_dir)[-1] == 2 * N
+
+    # A day later the Jobs' ttlSecondsAfterFinished (one day) has deleted them; the same values
+    # again re-create them, and they find the run complete. (A day is not waited for: the
+    # previous run's summary.json, where the runner reads when each Job finished, is backdated.)
+    summary_path = install.run_dir / "summary.json"
+    previous = json.loads(summary_path.read_text())
+    for workload in previous["workloads"]:
+        if workload["finished_wall"]:
+            workload["finished_wall"] -= 2 * 86400
+    summary_path.write_text(json.dumps(previous))
+    steps = checkpoint_steps(model_dir)
+    again = local_run([*VALUES, "--set", f"training.maxSteps={2 * N}"], name="after-ttl", mode="--upgrade",
+                      run_dir=install.run_dir)
+    assert again.wait(RUN_TIMEOUT) == 0, again.tail()
+    summary = again.summary()
+    assert {a["verb"] for a in summary["upgrade"]["actions"] if a["kind"] == "Job"} == {"create"}
+    assert len(summary["upgrade"]["gone"]) == 2, summary["upgrade"]
+    for name, text in pod_logs(again, "trainer").items():
+        complete = [int(m["step"]) for m in re.finditer(ALREADY_COMPLETE.pattern, text, re.M)]
+        assert complete == [2 * N], f"{name}: {text[-2000:]}"
+        assert steps_logged(text) == [], f"{name} trained again"
+    evaluator = "\n".join(pod_logs(again, "evaluator").values())
+    assert f"After {2 * N} training step(s), test accuracy = " in evaluator
+    assert "(already evaluated)" in evaluator
+    assert checkpoint_steps(model_dir) == steps
