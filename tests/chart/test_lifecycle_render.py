@@ -45,13 +45,21 @@ def render(renderer, launcher, *set_values, release="mnist-train"):
 
 @pytest.fixture(scope="module")
 def render_bumped(helm, tmp_path_factory):
-    """Renders a copy of the chart whose version and appVersion are bumped (nothing else)."""
+    """Renders a copy of the chart whose version and appVersion are bumped and whose run
+    objects' templates gain a comment (a chart release that changes no spec)."""
     root = tmp_path_factory.mktemp("bumped")
     chart = root / "mnist-train"
     shutil.copytree(CHART_DIR, chart)
     meta = yaml.safe_load((chart / "Chart.yaml").read_text())
     meta["version"], meta["appVersion"] = "9.9.9", "9.9.9"
     (chart / "Chart.yaml").write_text(yaml.safe_dump(meta))
+    edits = 0
+    for template in (chart / "templates").glob("*.yaml"):
+        edited, count = re.subn(r'^(\{\{- define "mnist-train\.(trainer|evaluator)\.spec[^\n]*\n)',
+                                r"\1# A comment of a new chart version.\n", template.read_text(), flags=re.M)
+        template.write_text(edited)
+        edits += count
+    assert edits == 4, "expected the spec templates of job, jobset, tfjob and the evaluator"
     renderer = Renderer(helm, root)
 
     def render_copy(set_values) -> list[dict]:

@@ -91,7 +91,7 @@ def first_step_seconds(run: Rehearsal) -> dict[str, float]:
     """Per trainer pod: seconds from its `started pod` line to its first `train | step N` line."""
     started, first = {}, {}
     for t, line in run.lines:
-        m = re.search(r"started pod (mnist-train-trainer-\d+-0) ", line)
+        m = re.search(r"started pod (mnist-train-trainer-[0-9a-f]{6}-\d+-0) ", line)
         if m:
             started[m.group(1)] = t
         m = re.match(r"\[(trainer-\d+)\]\s+train \| step \d+ \|", line)
@@ -133,7 +133,7 @@ def test_two_workers_evaluator_and_tensorboard_in_containers(built_image, helm_r
     assert {"train", "eval"} <= seen_runs, seen_runs
     assert re.match(r"http://127\.0\.0\.1:\d+/$", summary["tensorboard_url"])
     # The workers found each other by their headless-Service names, on the podman network.
-    assert "mnist-train-trainer-0.mnist-train-workers:2222" in out
+    assert re.search(r"mnist-train-trainer-[0-9a-f]{6}-0\.mnist-train-workers:2222", out)
     assert summary["training"]["final_step"] == 1000
     evaluations = summary["evaluation"]["evaluations"]
     assert [s for s, _ in evaluations] == [200, 400, 600, 800, 1000]
@@ -166,11 +166,13 @@ def test_a_killed_worker_container_is_replaced_and_resumes_from_the_checkpoint(
     saved = fault["last_saved_step"]
     assert saved == 400, fault
     pods = {p["name"]: p for p in summary["pods"] if p["component"] == "trainer"}
-    killed = pods["mnist-train-trainer-1-0"]
+    # The Job's name ends in the chart's run generation.
+    trainer = next(w["name"] for w in summary["workloads"] if w["component"] == "trainer")
+    killed = pods[f"{trainer}-1-0"]
     assert killed["exit_code"] == 137, killed  # SIGKILL, as the kubelet reports it
-    assert pods["mnist-train-trainer-0-0"]["exit_code"] not in (0, None)  # its peer fails too
+    assert pods[f"{trainer}-0-0"]["exit_code"] not in (0, None)  # its peer fails too
     for index in (0, 1):
-        replacement = pods[f"mnist-train-trainer-{index}-1"]
+        replacement = pods[f"{trainer}-{index}-1"]
         assert replacement["exit_code"] == 0, replacement
         assert replacement["facts"]["restored_step"] == saved, replacement["facts"]
         assert replacement["facts"]["start_step"] == saved
@@ -188,16 +190,18 @@ def test_pods_get_the_charts_security_context_and_volumes(built_image, helm_read
 
     rendering = render(release="mnist-train", namespace="mnist-train", overlay_path=tmp_path / "values.yaml",
                        set_values=["image.repository=localhost/mnist-train", "image.tag=image-test"])
-    jobs = {d["metadata"]["name"]: d for d in rendering.of_kind("Job", "Deployment")}
+    # By component: the trainer's and the evaluator's names end in the chart's run generation.
+    jobs = {d["metadata"]["labels"]["app.kubernetes.io/component"]: d
+            for d in rendering.of_kind("Job", "Deployment")}
     builder = PodBuilder("mnist-train", tmp_path / "run", rendering.docs)
     launcher = PodmanLauncher()
     launcher.setup("test-" + os.urandom(3).hex(), tmp_path / "run", [], "mnist-train")
     try:
         results = {}
-        for name, component in (("mnist-train-evaluator", "evaluator"), ("mnist-train-trainer", "trainer"),
-                                ("mnist-train-tensorboard", "tensorboard")):
+        for component in ("evaluator", "trainer", "tensorboard"):
+            name = jobs[component]["metadata"]["name"]
             pod = builder.build(PodRequest(
-                template=jobs[name]["spec"]["template"], name=f"{name}-probe", hostname=f"{name}-probe",
+                template=jobs[component]["spec"]["template"], name=f"{name}-probe", hostname=f"{name}-probe",
                 subdomain=None, owner=f"Job/{name}", index=0 if component == "trainer" else None, attempt=0,
                 display=component, annotations={"batch.kubernetes.io/job-completion-index": "0"}))
             args, _ = launcher.plan(pod)

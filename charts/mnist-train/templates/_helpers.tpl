@@ -64,8 +64,8 @@ mnist-train.runGeneration). The only place names are made.
 
 {{/*
 The run generation: 6 hex digits of the sha256 of what the trainer workload
-and the evaluator Job contain (their specs, and the Kueue queue label),
-rendered with the placeholder generation `xxxxxx` in every name. Identical
+and the evaluator Job contain (their specs, and the Kueue queue label, as
+parsed data), rendered with the placeholder generation `xxxxxx` in every name. Identical
 specs give identical names, so `helm upgrade` leaves a running training
 alone (a chart version bump changes only the objects' metadata); any change
 of their specs gives new names, so Helm replaces both instead of failing on
@@ -77,11 +77,20 @@ runGeneration in the context) it is the placeholder.
 {{- .runGeneration }}
 {{- else }}
 {{- $placeholder := dict "Values" .Values "Release" .Release "Chart" .Chart "Capabilities" .Capabilities "Files" .Files "Template" .Template "runGeneration" "xxxxxx" }}
-{{- $parts := list (include "mnist-train.trainer.spec" $placeholder) (include "mnist-train.kueueLabel" $placeholder) }}
+{{- $parts := list "mnist-train.trainer.spec" "mnist-train.kueueLabel" }}
 {{- if .Values.evaluator.enabled }}
-{{- $parts = append $parts (include "mnist-train.evaluator.spec" $placeholder) }}
+{{- $parts = append $parts "mnist-train.evaluator.spec" }}
 {{- end }}
-{{- join "\n---\n" $parts | sha256sum | trunc 6 }}
+{{- /* Parsed, so that a template comment or indentation change is no change. */}}
+{{- $content := list }}
+{{- range $parts }}
+{{- $part := include . $placeholder | fromYaml }}
+{{- if hasKey $part "Error" }}
+{{- fail (printf "internal: %s does not render a YAML map: %s" . $part.Error) }}
+{{- end }}
+{{- $content = append $content $part }}
+{{- end }}
+{{- toJson $content | sha256sum | trunc 6 }}
 {{- end }}
 {{- end }}
 
