@@ -23,6 +23,7 @@ do not interpret them. No TensorFlow here.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -33,6 +34,9 @@ from collections.abc import Iterator
 from model import gcs
 
 LOCK_NAME = ".lock"
+# A directory that cannot be written for these reasons will not become writable
+# on a restart: the user must fix it (exit 2). Other OSErrors (EIO...) stay retryable.
+_UNUSABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST}
 
 
 def _encode(payload: dict) -> bytes:
@@ -58,13 +62,26 @@ class _LocalJson:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        os.makedirs(self.directory, exist_ok=True)
-        with open(os.path.join(self.directory, LOCK_NAME), "a") as lock:
+        try:
+            os.makedirs(self.directory, exist_ok=True)
+            lock = open(os.path.join(self.directory, LOCK_NAME), "a")
+        except OSError as e:
+            raise self._unusable(e, "write in") from None
+        with lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _unusable(self, error: OSError, what: str) -> Exception:
+        """A ConfigError (exit 2) if no restart can fix `error`, else `error` itself."""
+        from model.errors import ConfigError
+
+        if error.errno not in _UNUSABLE:
+            return error
+        return ConfigError(f"cannot {what} the model directory {self.directory}: {error.strerror} "
+                           f"({error.filename}); give a directory this process can write")
 
     def _read_bytes(self) -> bytes | None:
         try:
@@ -72,6 +89,8 @@ class _LocalJson:
                 return f.read()
         except FileNotFoundError:
             return None
+        except OSError as e:
+            raise self._unusable(e, "read") from None
 
     def read(self) -> tuple[dict, str] | None:
         data = self._read_bytes()

@@ -26,6 +26,7 @@ from model.data import MnistSplits, load_mnist
 from model.errors import ConfigError
 from model.gradient_exchange import ExchangePlan, exchange, plan_exchange
 from model.input_pipeline import train_dataset_fn
+from model.lease import LeaseSettings
 from model.train_state import (TrainState, apply_update, learning_rate, loss_fn,
                                regularization_gradient)
 
@@ -84,6 +85,7 @@ class TrainConfig:
                               f"got {self.gradient_exchange!r}")
         if not self.model_dir:
             raise ConfigError("a model directory is required (--model-dir or TF_LOGDIR)")
+        LeaseSettings.from_env()  # a bad MNIST_LEASE_* fails before TensorFlow starts
 
 
 @dataclasses.dataclass

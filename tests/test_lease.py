@@ -427,3 +427,10 @@ def test_a_sigkilled_trainers_restart_takes_the_lease_over_after_it_expires(tmp_
     assert took < 60, took
     assert int(log_lines.TRAIN_RESTORED.search(restarted.output())["step"]) == last_saved
     assert done_line(restarted)[0] == 1000
+
+
+def test_a_model_directory_that_is_a_file_is_a_config_error(tmp_path):
+    target = tmp_path / "model"
+    target.write_text("not a directory")
+    with pytest.raises(ConfigError, match=f"cannot read the model directory {target}: Not a directory"):
+        leases.acquire(str(target), run_id=RUN_A, settings=settings())
