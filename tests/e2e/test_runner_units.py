@@ -371,7 +371,8 @@ def test_help_documents_the_runner():
                             text=True, cwd=REPO_ROOT, timeout=60)
     assert result.returncode == 0
     for text in ("--fault", "kill:worker=1:step=300", "exit codes", "summary.json", "--keep-tensorboard",
-                 "--restart-backoff", "cleanup", "--resume"):
+                 "--restart-backoff", "cleanup", "--resume", "--upgrade", "ttlSecondsAfterFinished",
+                 "immutable", "rendered.previous.yaml"):
         assert text in result.stdout, text
 
 
