@@ -1,7 +1,8 @@
 """The model directory's layout and the files trainer and evaluator share.
 
     <model-dir>/checkpoint, ckpt-<step>.{index,data-*}   chief's checkpoints
-    <model-dir>/run_config.json                           model + hyperparameters
+    <model-dir>/run_config.json                           the run's identity (model/run_identity.py)
+    <model-dir>/lease.json, .lock                         the chief's lease (model/lease.py)
     <model-dir>/training_complete.json                    final step marker
     <model-dir>/train/                                    chief's summaries
     <model-dir>/eval/                                     evaluator (default --eval-dir)
@@ -25,13 +26,12 @@ import uuid
 
 import tensorflow as tf
 
-from model.errors import CheckpointError, ConfigError
+from model.errors import CheckpointError
+from model.run_identity import COMPLETE_MARKER, RUN_CONFIG
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_PREFIX = "ckpt"
-RUN_CONFIG = "run_config.json"
-COMPLETE_MARKER = "training_complete.json"
 TRAIN_SUMMARY_DIR = "train"
 EVAL_SUMMARY_DIR = "eval"
 
@@ -111,25 +111,6 @@ class CheckpointWriter:
     def close(self) -> None:
         if not self.is_chief and tf.io.gfile.exists(self.directory):
             tf.io.gfile.rmtree(self.directory)
-
-
-def check_run_config(model_dir: str, model: str, hparams: dict, *, write: bool) -> None:
-    """Refuse to resume a model directory trained with another network.
-
-    Hyperparameter changes are allowed (a longer schedule is the usual
-    reason to restart) but logged.
-    """
-    path = join(model_dir, RUN_CONFIG)
-    existing = read_json(path)
-    if existing is not None and existing.get("model") != model:
-        raise ConfigError(f"{model_dir} holds a {existing.get('model')!r} run (see {path}); "
-                          f"cannot continue it as {model!r}: use another --model-dir")
-    if existing is not None and existing.get("hparams") != hparams:
-        log.warning("hyperparameters differ from the run in %s: was %s, now %s",
-                    model_dir, existing.get("hparams"), hparams)
-    if write:
-        tf.io.gfile.makedirs(model_dir)
-        write_json_atomic(path, {"model": model, "hparams": hparams})
 
 
 def run_model_name(model_dir: str) -> str | None:

@@ -28,6 +28,10 @@ environment variables (used when the flag is not given):
   TF_MAX_STEPS              --max-steps
   TF_SAVE_CHECKPOINTS_SECS  --save-checkpoints-secs
   TF_SAVE_SUMMARIES_STEPS   --save-summaries-steps
+  MNIST_LEASE_TTL_SECS      train: the model dir's lease expires this long after the chief
+                            last renewed it (default 30; see README, "One trainer group")
+  MNIST_LEASE_WAIT_SECS     train: how long to wait for a trainer of the same run to let go
+                            of the model dir (default 180)
   TF_CONFIG                 the cluster (TFJob, JobSet or by hand), else an Indexed Job's
                             JOB_COMPLETION_INDEX, MNIST_NUM_WORKERS,
                             MNIST_WORKER_HOSTNAME_PREFIX, MNIST_WORKER_SERVICE and
@@ -190,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--eval-dir", help="where the evaluator writes (default: <model-dir>/eval)")
     e.add_argument("--eval-interval-secs", type=_positive_float, default=10.0,
                    help="how often to look for new checkpoints (default: %(default)s)")
+    e.add_argument("--max-steps", type=_non_negative_int,
+                   help="the step training runs to: a completion marker below it is a finished run "
+                   "about to be extended, so keep waiting (default: the marker ends the evaluation)")
     e.add_argument("--timeout-secs", type=_positive_float,
                    help="exit 1 if no new checkpoint appears for this long (default: wait forever)")
     e.add_argument("--export-best-to", metavar="DIR",
@@ -261,7 +268,8 @@ def _evaluate(args) -> int:
         model_dir=args.model_dir or _env("TF_LOGDIR") or "", model=args.model or _env("MNIST_MODEL"),
         data_dir=args.data_dir or _default_data_dir(), eval_dir=args.eval_dir,
         eval_interval_secs=args.eval_interval_secs, timeout_secs=args.timeout_secs,
-        verify_data=not args.no_verify)
+        verify_data=not args.no_verify,
+        max_steps=_first(args.max_steps, _env("TF_MAX_STEPS", int, minimum=0)))
     config.validate()
     if args.export_best_to and args.export_best_to.startswith("gs://"):
         from model.gcs import make_client, parse_uri

@@ -4,6 +4,11 @@ It reads checkpoints and never writes beside them: everything it writes goes
 to its own eval directory (TensorBoard summaries, `eval_state.json` so a
 restart does not redo work, `final_metrics.json`). A checkpoint that vanishes
 or is damaged while being read is logged and skipped; polling goes on.
+
+Training is over when the model dir's completion marker names a step at or
+beyond --max-steps (when given): a marker below it is a finished run that a
+trainer with more steps is about to extend (e.g. `helm upgrade --set
+training.maxSteps=...`), so the evaluator waits for the new checkpoints.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ class EvalConfig:
     eval_interval_secs: float = 10.0
     timeout_secs: float | None = None  # give up if no new checkpoint for this long
     verify_data: bool = True
+    max_steps: int | None = None  # the step training runs to (None: whatever the marker says)
 
     def resolved_eval_dir(self) -> str:
         return self.eval_dir or checkpointing.join(self.model_dir, checkpointing.EVAL_SUMMARY_DIR)
@@ -53,6 +59,15 @@ class EvalConfig:
             raise ConfigError(f"eval-interval-secs must be > 0, got {self.eval_interval_secs}")
         if self.timeout_secs is not None and self.timeout_secs <= 0:
             raise ConfigError(f"timeout-secs must be > 0, got {self.timeout_secs}")
+        if self.max_steps is not None and self.max_steps < 0:
+            raise ConfigError(f"max-steps must be >= 0, got {self.max_steps}")
+
+    def training_final_step(self) -> int | None:
+        """The final step if training is over (its marker reaches max_steps), else None."""
+        final_step = checkpointing.read_complete_marker(self.model_dir)
+        if final_step is not None and self.max_steps is not None and final_step < self.max_steps:
+            return None  # a finished run about to be extended to max_steps
+        return final_step
 
 
 class CheckpointScorer:
@@ -217,7 +232,7 @@ class Evaluator:
         while not stop_event.is_set():
             # Read the marker before listing: a checkpoint listed after seeing it
             # is at least as new as the final one.
-            final_step = checkpointing.read_complete_marker(self.config.model_dir)
+            final_step = self.config.training_final_step()
             if self.poll_once():
                 last_new = time.monotonic()
             if final_step is not None and final_step in self.state.results:
@@ -248,7 +263,7 @@ def evaluate(config: EvalConfig, *, datasets: MnistSplits | None = None,
         existing = checkpointing.read_json(checkpointing.join(config.resolved_eval_dir(), FINAL_METRICS))
     except (ValueError, tf.errors.OpError):
         existing = None
-    final_step = checkpointing.read_complete_marker(config.model_dir)
+    final_step = config.training_final_step()
     if existing is not None and final_step is not None and existing.get("final_step") == final_step:
         print(f"After {existing['final_step']} training step(s), test accuracy = "
               f"{existing['test_accuracy']:g} (already evaluated)", flush=True)

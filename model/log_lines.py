@@ -4,7 +4,8 @@ The trainer and evaluator print these; the local runner, `python -m model.ops`
 and the tests parse them with the patterns below. Each pattern matches at the
 start of a line (use `.match` on one line, or `.search` with re.M on many) and
 names its groups: `step`, and where present `path`, `model`, `max_steps`,
-`accuracy`, `loss`, `batch_accuracy`, `sha256`, `message`, `plan`, `wire`.
+`accuracy`, `loss`, `batch_accuracy`, `sha256`, `message`, `plan`, `wire`,
+`run_id`, `holder`. The newer lines keep their format string beside the pattern.
 """
 
 from __future__ import annotations
@@ -26,3 +27,28 @@ EVAL_VALIDATION = re.compile(r"^After (?P<step>\d+) training step\(s\), validati
 EVAL_TEST = re.compile(r"^After (?P<step>\d+) training step\(s\), test accuracy = "
                        r"(?P<accuracy>[0-9.eE+-]+)", re.M)
 ERROR = re.compile(r"^error: (?P<message>.*)", re.M)
+
+# The run's identity and the model directory's lease (model/run_identity.py, model/lease.py):
+# each line's format (for `log.info(FORMAT, ...)`) beside its pattern.
+RUN_NEW_FORMAT = "run | new run %s (%s) recorded in %s"
+RUN_NEW = re.compile(r"^run \| new run (?P<run_id>[0-9a-f]{12}) \((?P<summary>.*)\) recorded in "
+                     r"(?P<path>\S+)", re.M)
+RUN_RESUMING_FORMAT = "run | resuming run %s at step %d of %d"
+RUN_EXTENDING_FORMAT = "run | extending run %s from step %d to %d"
+RUN_RESUMING = re.compile(r"^run \| (?:resuming run (?P<run_id>[0-9a-f]{12}) at step (?P<step>\d+) of "
+                          r"|extending run (?P<extended_id>[0-9a-f]{12}) from step (?P<from_step>\d+) "
+                          r"to )(?P<max_steps>\d+)", re.M)
+ALREADY_COMPLETE_FORMAT = "train | already complete at step %d (--max-steps %d): nothing to train"
+ALREADY_COMPLETE = re.compile(r"^train \| already complete at step (?P<step>\d+) "
+                              r"\(--max-steps (?P<max_steps>\d+)\): nothing to train", re.M)
+LEASE_ACQUIRED_FORMAT = "lease | acquired %s | run %s | expires %.0f s after its last renewal"
+LEASE_ACQUIRED = re.compile(r"^lease \| acquired (?P<path>\S+) \| run (?P<run_id>[0-9a-f]{12}) ", re.M)
+LEASE_TAKEN_OVER_FORMAT = "lease | took over %s from %s: it expired (not renewed for %.0f s) | run %s"
+LEASE_TAKEN_OVER = re.compile(r"^lease \| took over (?P<path>\S+) from (?P<holder>.*): it expired "
+                              r".* \| run (?P<run_id>[0-9a-f]{12})$", re.M)
+LEASE_WAITING_FORMAT = ("lease | %s is held by %s, a trainer of this same run; waiting up to %.0f s "
+                        "for it to release the lease or for the lease to expire")
+LEASE_WAITING = re.compile(r"^lease \| (?P<path>\S+) is held by (?P<holder>.*), a trainer of this "
+                           r"same run; waiting up to (?P<secs>\d+) s", re.M)
+LEASE_RELEASED_FORMAT = "lease | released %s"
+LEASE_RELEASED = re.compile(r"^lease \| released (?P<path>\S+)", re.M)

@@ -9,6 +9,7 @@ would hang the others in their next collective.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -19,12 +20,13 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from model import checkpointing
+from model import checkpointing, run_identity
 from model.config import ALL_REDUCE_DTYPES, COMPUTE_DTYPES, GRADIENT_EXCHANGES, Hyperparameters
 from model.data import MnistSplits, load_mnist
 from model.errors import ConfigError
 from model.gradient_exchange import ExchangePlan, exchange, plan_exchange
 from model.input_pipeline import train_dataset_fn
+from model.lease import LeaseSettings
 from model.train_state import (TrainState, apply_update, learning_rate, loss_fn,
                                regularization_gradient)
 
@@ -83,6 +85,7 @@ class TrainConfig:
                               f"got {self.gradient_exchange!r}")
         if not self.model_dir:
             raise ConfigError("a model directory is required (--model-dir or TF_LOGDIR)")
+        LeaseSettings.from_env()  # a bad MNIST_LEASE_* fails before TensorFlow starts
 
 
 @dataclasses.dataclass
@@ -223,6 +226,16 @@ def _next_boundary(step: int, every: int | None) -> int | None:
     return None if every is None else (step // every + 1) * every
 
 
+def _already_complete(config: TrainConfig, state: TrainState, step: int, latest: str | None,
+                      is_chief: bool) -> TrainResult:
+    """Nothing to train: tell the evaluator so if nobody has yet, and write nothing else."""
+    if is_chief and checkpointing.read_complete_marker(config.model_dir) is None:
+        checkpointing.write_complete_marker(config.model_dir, step, latest or "")
+    fingerprint = weights_fingerprint(state)
+    log.info("train | done | step %d | 0 img/s | weights sha256 %s", step, fingerprint)
+    return TrainResult(step, step, fingerprint, 0.0, latest or "")
+
+
 def train(config: TrainConfig, *, strategy: tf.distribute.Strategy | None = None,
           datasets: MnistSplits | None = None, is_chief: bool | None = None,
           stop_event: threading.Event | None = None) -> TrainResult:
@@ -235,11 +248,12 @@ def train(config: TrainConfig, *, strategy: tf.distribute.Strategy | None = None
     config.validate()
     # From here on SIGTERM only raises a flag that the workers agree on at the
     # next loop call: a worker must not vanish between two collectives.
-    with SigtermFlag() as sigterm:
-        return _train(config, strategy, datasets, is_chief, stop_event or sigterm)
+    with SigtermFlag() as sigterm, contextlib.ExitStack() as on_exit:
+        return _train(config, strategy, datasets, is_chief, stop_event or sigterm, on_exit)
 
 
-def _train(config: TrainConfig, strategy, datasets, is_chief, stop: threading.Event) -> TrainResult:
+def _train(config: TrainConfig, strategy, datasets, is_chief, stop: threading.Event,
+           on_exit: contextlib.ExitStack) -> TrainResult:
     hp = config.hparams
     if strategy is None:
         from model.cluster import create_strategy
@@ -255,8 +269,13 @@ def _train(config: TrainConfig, strategy, datasets, is_chief, stop: threading.Ev
     if datasets is None:
         datasets = load_mnist(config.data_dir, verify=config.verify_data)
 
-    checkpointing.check_run_config(config.model_dir, config.model, dataclasses.asdict(hp),
-                                   write=is_chief)
+    # Before anything is written: the chief takes the directory's lease; a
+    # different run is refused (model/run_identity.py, model/lease.py).
+    identity = run_identity.RunIdentity.of(config, num_workers=workers, global_batch=global_batch,
+                                           train_images=datasets.train.images,
+                                           train_labels=datasets.train.labels)
+    run_identity.claim(config.model_dir, identity, max_steps=hp.max_steps, is_chief=is_chief,
+                       on_exit=on_exit)
     tf.random.set_seed(hp.seed)
     with strategy.scope():
         state = TrainState(config.model, hp, config.compute_dtype)
@@ -265,6 +284,8 @@ def _train(config: TrainConfig, strategy, datasets, is_chief, stop: threading.Ev
     if latest:
         log.info("train | restored %s at step %d", latest, int(state.step.numpy()))
     start_step = int(state.step.numpy())
+    if latest and run_identity.log_start(config.model_dir, identity, start_step, hp.max_steps):
+        return _already_complete(config, state, start_step, latest, is_chief)
     writer = checkpointing.CheckpointWriter(checkpoint, config.model_dir, is_chief=is_chief,
                                             task_index=task_index,
                                             max_to_keep=config.keep_checkpoints)

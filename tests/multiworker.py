@@ -94,18 +94,19 @@ class Cluster:
         self.ports = free_ports(workers)
         self.procs: list[Proc] = []
 
-    def start_workers(self, attempt: int = 0, extra: list[str] | None = None) -> list[Proc]:
+    def start_workers(self, attempt: int = 0, extra: list[str] | None = None,
+                      env: dict[str, str] | None = None) -> list[Proc]:
         addresses = [f"127.0.0.1:{p}" for p in self.ports]
         started = []
         for i in range(self.num_workers):
             self.worker_tmp[i].mkdir(exist_ok=True)
-            env = base_env(self.worker_tmp[i])
+            worker_env = {**base_env(self.worker_tmp[i]), **(env or {})}
             if self.num_workers > 1:
-                env["TF_CONFIG"] = json.dumps({"cluster": {"worker": addresses},
-                                               "task": {"type": "worker", "index": i}})
+                worker_env["TF_CONFIG"] = json.dumps({"cluster": {"worker": addresses},
+                                                      "task": {"type": "worker", "index": i}})
             proc = Proc(f"worker{i}-attempt{attempt}",
                         ["train", "--model-dir", str(self.model_dir), *self.train_args, *(extra or [])],
-                        self.logs, env)
+                        self.logs, worker_env)
             started.append(proc)
         self.procs += started
         return started

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from model import log_lines
+
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
 DEFAULT_DATA_DIR = REPO / "data" / "mnist"
@@ -271,7 +273,7 @@ def test_tiny_run_succeeds_and_writes_its_model_dir(runs):
     assert (model_dir / "checkpoint").is_file()
     run_config = json.loads((model_dir / "run_config.json").read_text())
     assert run_config["model"] == "mlp"
-    assert run_config["hparams"]["max_steps"] == 20
+    assert run_config["created"]["max_steps"] == 20 and "max_steps" not in run_config["hparams"]
     assert run_config["hparams"]["batch_size"] == 100
     marker = json.loads((model_dir / "training_complete.json").read_text())
     assert marker == {"final_step": 20, "checkpoint": "ckpt-20"}
@@ -321,6 +323,7 @@ def test_second_run_on_a_finished_dir_does_not_train(runs):
     assert re.search(r"^train \| restored .*ckpt-20 at step 20$", result.stdout, re.M), str(result)
     assert "compiled and ran" not in result.stdout, str(result)
     assert not re.search(r"^train \| step \d+ \|", result.stdout, re.M), str(result)
+    assert log_lines.ALREADY_COMPLETE.search(result.stdout)["step"] == "20", str(result)
     assert re.search(r"^train \| done \| step 20 \|", result.stdout, re.M), str(result)
     assert checkpoint_steps(model_dir) == [10, 20]
     # No checkpoint was rewritten.

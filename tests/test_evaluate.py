@@ -244,6 +244,24 @@ def test_restart_reevaluates_nothing(model_dir, mnist, capsys):
     assert third == first
 
 
+def test_a_marker_below_max_steps_is_a_run_about_to_be_extended(model_dir, mnist, capsys):
+    """`helm upgrade --set training.maxSteps=<more>`: the new evaluator may start before the new
+    trainer clears the old completion marker; with --max-steps beyond it, it waits for the new
+    checkpoints instead of re-printing the old result and exiting."""
+    first = evaluate(eval_config(model_dir, max_steps=FINAL), datasets=mnist)
+    capsys.readouterr()
+    assert evaluate(eval_config(model_dir, max_steps=FINAL), datasets=mnist) == first
+    assert "(already evaluated)" in capsys.readouterr().out
+
+    assert evaluate(eval_config(model_dir, max_steps=2 * FINAL), datasets=mnist,
+                    stop_event=StopAfterFirstPoll()) is None
+    out = capsys.readouterr().out
+    assert "(already evaluated)" not in out and "test accuracy" not in out
+    assert make_evaluator(model_dir, mnist, max_steps=2 * FINAL).run(StopAfterFirstPoll()) is None
+    # A lowered --max-steps: the run is over at its (higher) marker.
+    assert evaluate(eval_config(model_dir, max_steps=FINAL // 2), datasets=mnist) == first
+
+
 def test_restart_with_partial_state_evaluates_only_the_missing_checkpoint(model_dir, mnist, capsys):
     first = evaluate(eval_config(model_dir), datasets=mnist)
     capsys.readouterr()

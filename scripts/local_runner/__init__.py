@@ -15,6 +15,7 @@ Modules (each has its own docstring):
   faults.py           --fault kill|stop|term|evict:worker=I|evaluator:step=N|after=T
   logs.py             per-pod log files, the merged terminal stream, facts from the library's lines
   runner.py           the loop tying them together; summary.json
+  upgrade.py          --upgrade: the plan from the previous rendering to this one, as Helm applies it
 
 A container launcher plugs in by implementing launcher.Launcher and adding a
 factory to cli.LAUNCHERS; rendering, controllers, faults, logs and the summary

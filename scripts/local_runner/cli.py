@@ -11,11 +11,12 @@ from pathlib import Path
 
 from scripts.local_runner import faults as faults_mod
 from scripts.local_runner import netns
+from scripts.local_runner import upgrade as upgrade_mod
 from scripts.local_runner.launcher import LauncherError
 from scripts.local_runner.logs import Terminal
 from scripts.local_runner.render import (CHART_DIR, DEFAULT_NAMESPACE, DEFAULT_RELEASE, REPO_ROOT,
                                          RenderError, load_manifest, render)
-from scripts.local_runner.runner import EXIT_SETUP, RunError, Runner, RunOptions
+from scripts.local_runner.runner import EXIT_SETUP, RunError, Runner, RunOptions, lock_run_dir
 
 
 def _process_launcher(args):
@@ -66,8 +67,27 @@ run directory (--run-dir, default runs/<release>):
   logs/<pod>.log      each pod's output, as `kubectl logs <pod>` shows it
                       (a replacement pod is a new pod: <job>-<index>-<n>)
   volumes/<claim>/    the PersistentVolumeClaim (model dir: volumes/<claim>/<release>)
-  summary.json        jobs, pods, exit codes, restarts, faults, accuracies
-  (a run dir holding a previous run's volumes needs --fresh or --resume)
+  summary.json        jobs, pods, exit codes, restarts, faults, accuracies, the upgrade plan
+  rendered.previous.yaml  after --upgrade: the rendering it replaced (a rollback target)
+  (a run dir holding a previous run's volumes needs --fresh, --resume or --upgrade)
+
+upgrades (--upgrade; `helm upgrade` of the release the run dir holds):
+  The new rendering is applied to what the previous run left, object by object,
+  as Helm and the API server would: an object only in the old rendering is
+  deleted (helm.sh/resource-policy: keep objects stay); an object in both is
+  updated in place (a Job, JobSet or TFJob that had finished stays finished and
+  runs nothing; one stopped by Ctrl-C or --timeout runs on, with the new spec);
+  an object only in the new rendering, or in both but gone (a finished Job past
+  its ttlSecondsAfterFinished), is created and runs. An update that changes an
+  immutable field (a Job's spec.template, podFailurePolicy, backoffLimitPerIndex,
+  completions...; a JobSet's replicatedJobs, failurePolicy, successPolicy) is
+  refused as the API server refuses it: exit 2 and nothing changes (Helm would
+  have created the new objects before failing the release). The volumes
+  (the PVC) are kept. The plan is printed (`upgrade | create Job/...`) and kept in
+  summary.json. The previous runner must have ended: its pods got SIGTERM then,
+  as a deleted Job's pods do. `--upgrade --manifest <run-dir>/rendered.previous.yaml`
+  rolls back. --resume without --upgrade is a reinstall instead: every Job of the
+  rendering runs, over the kept volumes.
 
 what is reproduced, and what is not:
   containers  command/args/env of the rendered container ($(VAR) expanded; fieldRef,
@@ -109,6 +129,8 @@ examples:
   python -m scripts.local_runner --fresh --set training.model=mlp --fault kill:worker=1:step=400 \\
       --restart-backoff 2
   python -m scripts.local_runner --fresh --set trainer.launcher=jobset
+  python -m scripts.local_runner --fresh --set training.model=mlp --set training.maxSteps=1000
+  python -m scripts.local_runner --upgrade --set training.model=mlp --set training.maxSteps=2000
   python -m scripts.local_runner cleanup       # network namespaces left by a killed runner
 """
 
@@ -140,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     fresh.add_argument("--resume", action="store_true",
                        help="keep a previous run's volumes, like a retained PVC: training resumes from "
                        "its last checkpoint")
+    run.add_argument("--upgrade", action="store_true",
+                     help="apply this rendering to the previous run in the run dir as `helm upgrade` "
+                     "would (see 'upgrades' below); keeps the volumes")
     run.add_argument("--launcher", default="process", metavar="NAME|MODULE:FACTORY",
                      help="how pods run: 'process' (default: local processes in namespaces) or "
                      "a launcher.Launcher factory such as a container launcher, 'package.module:factory', "
@@ -193,10 +218,33 @@ def _run_dir(args) -> Path:
         if any(run_dir.iterdir()) and not looks_like_run:
             raise RunError(f"--fresh: {run_dir} is not a local runner's run directory; not deleting it")
         shutil.rmtree(run_dir)
-    elif has_volumes and not args.resume:
+    elif has_volumes and not (args.resume or args.upgrade):
         raise RunError(f"{run_dir} holds a previous run's volumes (checkpoints): pass --fresh to delete "
                        "them or --resume to continue from them (like a retained PVC)")
     return run_dir
+
+
+def _upgrade_plan(run_dir: Path, rendering) -> upgrade_mod.UpgradePlan:
+    """The plan from the run dir's previous rendering to this one; RunError if it cannot be applied."""
+    old_path = run_dir / "rendered.yaml"
+    if not old_path.is_file():
+        raise RunError(f"--upgrade: {run_dir} holds no previous run (no rendered.yaml); run without "
+                       "--upgrade first (an install)")
+    lock_run_dir(run_dir).close()  # the previous runner must have ended
+    try:
+        old = load_manifest(old_path, rendering.release, rendering.namespace)
+    except RenderError as e:
+        raise RunError(f"--upgrade: the previous rendering {old_path} is unreadable: {e}") from e
+    if old.namespace != rendering.namespace:
+        raise RunError(f"--upgrade: the previous run is in namespace {old.namespace!r}, this rendering in "
+                       f"{rendering.namespace!r}: that is another release (pass --namespace {old.namespace})")
+    live, gone = upgrade_mod.existing_objects(old.docs, upgrade_mod.read_previous_summary(run_dir))
+    plan = upgrade_mod.plan_upgrade(old.docs, rendering.docs, live, gone)
+    if plan.refusals:
+        raise RunError("--upgrade refused, nothing was changed: " + "; ".join(plan.refusals)
+                       + ". An object whose immutable fields change must be deleted and re-created "
+                       "(e.g. under a new name)")
+    return plan
 
 
 def _show(text: str) -> set[str] | None:
@@ -230,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
         stale = netns.cleanup_stale() if args.launcher == "process" else []
         if stale:
             terminal.runner_line(f"deleted {len(stale)} network namespace(s) left by a dead runner")
+        if args.upgrade and args.fresh:
+            raise RunError("--upgrade applies a rendering to the previous run; --fresh deletes it: pick one")
         if args.manifest and (args.values or args.set or args.set_string):
             raise RunError("-f/--set/--set-string configure `helm template`; a --manifest is already "
                            "rendered: edit it, or render the chart instead")
@@ -241,10 +291,11 @@ def main(argv: list[str] | None = None) -> int:
                                values_files=args.values, set_values=args.set,
                                set_string_values=args.set_string, overlay_path=run_dir / "values-local.yaml",
                                helm=args.helm)
+        plan = _upgrade_plan(run_dir, rendering) if args.upgrade else None
     except (faults_mod.FaultSpecError, LauncherError, RenderError, RunError) as e:
         terminal.runner_line(f"error: {e}")
         return EXIT_SETUP
     options = RunOptions(run_dir=run_dir, restart_backoff=args.restart_backoff,
                          shutdown_grace=args.shutdown_grace, keep_tensorboard=args.keep_tensorboard,
                          progress_every=args.progress_every, timeout=args.timeout, faults=faults)
-    return Runner(rendering, launcher, options, terminal).run()
+    return Runner(rendering, launcher, options, terminal, upgrade=plan).run()

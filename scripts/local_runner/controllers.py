@@ -148,6 +148,8 @@ class Workload:
         self.reason = ""
         self.message = ""
         self.started_at: float | None = None
+        self.finished_at: float | None = None  # cluster.now() when it became Complete/Failed
+        self.finished_wall: float | None = None  # the same as time.time(), set by the runner
         self.records: list[PodRecord] = []
 
     @property
@@ -187,6 +189,7 @@ class Workload:
 
     def _finish(self, status: str, reason: str, message: str) -> None:
         self.status, self.reason, self.message = status, reason, message
+        self.finished_at = self.cluster.now()
         self.cluster.event(f"{self.ref}: {status} ({reason}){': ' + message if message else ''}")
         self._delete_active(f"{self.ref} {status.lower()}")
 
@@ -199,7 +202,8 @@ class Workload:
 
     def describe(self) -> dict:
         return {"kind": self.kind, "name": self.name, "component": self.component,
-                "status": self.status, "reason": self.reason, "message": self.message}
+                "status": self.status, "reason": self.reason, "message": self.message,
+                "finished_wall": self.finished_wall}
 
 
 @dataclasses.dataclass
@@ -510,6 +514,7 @@ class JobSetController(Workload):
 
     def _finish(self, status: str, reason: str, message: str) -> None:
         self.status, self.reason, self.message = status, reason, message
+        self.finished_at = self.cluster.now()
         self.cluster.event(f"{self.ref}: {status} ({reason}){': ' + message if message else ''}")
         for _, job in self.jobs:
             if not job.terminal:

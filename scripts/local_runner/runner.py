@@ -15,6 +15,12 @@ evaluator leaves the trainer running to its own end, as in a cluster.
 Deployments (TensorBoard) are stopped at the end, or kept serving with
 --keep-tensorboard until Ctrl-C.
 
+With --upgrade (upgrade.py) the run applies a second rendering to the
+previous run's objects the way `helm upgrade` would: a workload that stays
+and had finished (Complete/Failed) is not run again, one that is new, was
+changed under a new name or no longer exists runs, one only in the old
+rendering is gone; the plan is printed and kept in summary.json.
+
 On every exit path (success, failure, Ctrl-C, SIGTERM, an exception) the
 finally-block terminates every pod (SIGTERM, then SIGKILL after the grace
 period, capped by --shutdown-grace; a second Ctrl-C kills at once), reads
@@ -49,6 +55,7 @@ from scripts.local_runner.logs import Follower, PodFacts, Terminal
 from scripts.local_runner.manifest import ManifestError, NetworkSlot, Pod, PodBuilder
 from scripts.local_runner.netns import new_run_id
 from scripts.local_runner.render import Rendering
+from scripts.local_runner.upgrade import UpgradePlan
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_SETUP, EXIT_TIMEOUT = 0, 1, 2, 124
 
@@ -70,6 +77,18 @@ class RunOptions:
     tick: float = 0.2
 
 
+def lock_run_dir(run_dir: Path):
+    """The run dir's lock, held (an open file), or RunError when another runner holds it."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = open(run_dir / ".lock", "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise RunError(f"another local runner is using {run_dir}") from None
+    return lock
+
+
 def format_duration(seconds: float) -> str:
     seconds = int(seconds)
     if seconds < 60:
@@ -80,8 +99,10 @@ def format_duration(seconds: float) -> str:
 
 
 class Runner:
-    def __init__(self, rendering: Rendering, launcher: Launcher, options: RunOptions, terminal: Terminal):
+    def __init__(self, rendering: Rendering, launcher: Launcher, options: RunOptions, terminal: Terminal,
+                 upgrade: UpgradePlan | None = None):
         self.rendering = rendering
+        self.upgrade = upgrade
         self.launcher = launcher
         self.options = options
         self.terminal = terminal
@@ -170,25 +191,29 @@ class Runner:
     # -- set-up ------------------------------------------------------------------------
 
     def _prepare_run_dir(self) -> None:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._lock_file = open(self.run_dir / ".lock", "w")
-        try:
-            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunError(f"another local runner is using {self.run_dir}") from None
+        self._lock_file = lock_run_dir(self.run_dir)
         for sub in ("logs", "pods", "network"):
             shutil.rmtree(self.run_dir / sub, ignore_errors=True)
         (self.run_dir / "logs").mkdir()
-        (self.run_dir / "rendered.yaml").write_text(self.rendering.text)
+        rendered = self.run_dir / "rendered.yaml"
+        if self.upgrade and rendered.exists():  # the release's previous revision, for a rollback
+            rendered.replace(self.run_dir / "rendered.previous.yaml")
+        rendered.write_text(self.rendering.text)
 
     def _build_workloads(self) -> None:
         for doc in self.rendering.docs:
             kind = doc["kind"]
             if kind in CONTROLLERS:
                 try:
-                    self.workloads.append(CONTROLLERS[kind](self, doc))
+                    workload = CONTROLLERS[kind](self, doc)
                 except (KeyError, ValueError, TypeError) as e:
                     raise RunError(f"{kind}/{doc['metadata'].get('name')}: cannot be run locally: {e}") from e
+                previous = self.upgrade.finished_unchanged(kind, workload.name) if self.upgrade else None
+                if previous:  # it exists, finished, and the upgrade left its spec as it was
+                    workload.status = previous.status
+                    workload.reason = "finished in the previous run; the upgrade runs nothing of it"
+                    workload.finished_wall = previous.finished_wall
+                self.workloads.append(workload)
             elif kind in PASSIVE_KINDS:
                 self.ignored_kinds.append(f"{kind}/{doc['metadata']['name']} ({PASSIVE_KINDS[kind]})")
             else:
@@ -202,7 +227,7 @@ class Runner:
                                "network beyond their own); use the default storage.type=pvc")
 
     def _start_network(self) -> None:
-        slots = [s for w in self.workloads for s in w.slots()]
+        slots = [s for w in self.workloads if not w.terminal for s in w.slots()]
         keys = [s.key for s in slots]
         if len(set(keys)) != len(keys):
             raise RunError(f"two pods claim the same DNS name: {sorted(keys)}")
@@ -396,13 +421,21 @@ class Runner:
                 self._build_workloads()
                 self.event(f"run {self.run_id}: release {self.rendering.release} in namespace "
                            f"{self.namespace}, {self.launcher.name} launcher, run dir {self.run_dir}")
+                if self.upgrade:
+                    for line in self.upgrade.gone:
+                        self.event(f"upgrade | gone before the upgrade: {line}")
+                    for action in self.upgrade.actions:
+                        self.event(f"upgrade | {action.line()}")
                 for w in self.workloads:
-                    self.event(f"workload {w.ref}")
+                    self.event(f"workload {w.ref}" + (f": {w.status}, {w.reason}" if w.terminal else ""))
                 for note in self.ignored_kinds:
                     self.event(f"not run: {note}")
                 self._start_network()
+                # A Deployment serves the Jobs' output: start it only when a Job runs (or is kept).
+                serve = self.options.keep_tensorboard or any(not w.terminal for w in self._jobs())
                 for w in self.workloads:
-                    w.start()
+                    if not w.terminal and (w.is_job or serve):
+                        w.start()
                 code = self._loop()
                 if code == EXIT_OK and self.options.keep_tensorboard:
                     self._linger()
@@ -471,6 +504,11 @@ class Runner:
                         return str(m.host_path) + path[len(m.container_path):]
         return None
 
+    def _describe(self, workload: Workload) -> dict:
+        if workload.finished_wall is None and workload.finished_at is not None:
+            workload.finished_wall = round(self.started_wall + workload.finished_at - self.t0, 3)
+        return workload.describe()
+
     def summary(self) -> dict:
         pods = []
         for r in self.records:
@@ -496,7 +534,8 @@ class Runner:
             "elapsed_seconds": round(self.elapsed(), 2), "started": self.started_wall,
             "render_command": self.rendering.command, "model_dir": self._model_dir(),
             "tensorboard_url": self.tensorboard_url,
-            "workloads": [w.describe() for w in self.workloads], "not_run": self.ignored_kinds,
+            "workloads": [self._describe(w) for w in self.workloads], "not_run": self.ignored_kinds,
+            "upgrade": self.upgrade.as_dict() if self.upgrade else None,
             "faults": [f.as_dict() for f in self.injector.faults], "pods": pods,
             "training": {"final_step": max(done) if done else None,
                          "last_step": max((r.facts.step or 0 for r in trainer if r.facts), default=None),
@@ -515,6 +554,10 @@ class Runner:
         say = self.terminal.runner_line
         say(f"summary | result: {data['result']} (exit {data['exit_code']}) after "
             f"{format_duration(data['elapsed_seconds'])}")
+        if self.upgrade:
+            verbs = ("create", "update", "unchanged", "delete", "keep")
+            say("summary | upgrade: " + ", ".join(
+                f"{self.upgrade.count(verb)} {verb}" for verb in verbs if self.upgrade.count(verb)))
         for w in self.workloads:
             text = f"summary | {w.ref}: {w.status}" + (f" ({w.reason})" if w.reason else "")
             if isinstance(w, JobController) and w.indexed:

@@ -296,6 +296,11 @@ def test_training_flags(scenarios):
     assert "nvidia.com/gpu" not in default["resources"]["limits"]
     evaluator = only(by_component(scenarios["tfjob"].docs, "evaluator"), "evaluator").spec
     assert evaluator["containers"][0]["args"][:3] == ["evaluate", "--model", "mlp"]
+    # The evaluator knows the step training runs to: an older, lower completion marker (a run
+    # that `helm upgrade --set training.maxSteps=<more>` extends) does not end its evaluation.
+    for scenario, max_steps in (("gpu", "1000"), ("default", None)):
+        evaluator = only(by_component(scenarios[scenario].docs, "evaluator"), "evaluator").spec
+        assert arg_value(evaluator["containers"][0]["args"], "--max-steps") == max_steps, scenario
 
 
 # ---------------------------------------------------------------- storage

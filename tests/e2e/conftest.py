@@ -79,11 +79,13 @@ def processes_mentioning(text: str) -> list[tuple[int, str]]:
 class LocalRun:
     """One `python -m scripts.local_runner` process and its run directory."""
 
-    def __init__(self, tmp_path: Path, args: list[str], name: str = "run"):
+    def __init__(self, tmp_path: Path, args: list[str], name: str = "run", *, mode: str = "--fresh",
+                 run_dir: Path | None = None):
+        """`mode` --fresh (a new run dir), --resume or --upgrade (of `run_dir`, e.g. an earlier run's)."""
         self.name = name
-        self.run_dir = tmp_path / name
+        self.run_dir = run_dir or tmp_path / name
         self.out_path = tmp_path / f"{name}.out"
-        self.cmd = [sys.executable, "-m", "scripts.local_runner", "--fresh", "--run-dir", str(self.run_dir),
+        self.cmd = [sys.executable, "-m", "scripts.local_runner", mode, "--run-dir", str(self.run_dir),
                     "--quiet-tf", "--progress-every", "0", *args]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "MNIST_", "JOB_"))}
         self._out = open(self.out_path, "wb")
@@ -191,8 +193,8 @@ def local_run(runner_ready, tmp_path):
     """Start runs with `local_run(args, name=...)`; every run is stopped and checked clean afterwards."""
     runs: list[LocalRun] = []
 
-    def start(args: list[str], name: str = "run") -> LocalRun:
-        run = LocalRun(tmp_path, args, name)
+    def start(args: list[str], name: str = "run", **kwargs) -> LocalRun:
+        run = LocalRun(tmp_path, args, name, **kwargs)
         runs.append(run)
         return run
 
