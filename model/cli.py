@@ -191,10 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--eval-interval-secs", type=_positive_float, default=10.0,
                    help="how often to look for new checkpoints (default: %(default)s)")
     e.add_argument("--timeout-secs", type=_positive_float,
-                   help="exit 1 if no new checkpoint appears for this long (default: wait forever)")
+                   help="exit 1 if no new checkpoint appears for this long, or, without --model, "
+                   "no run_config.json (default: wait forever)")
     e.add_argument("--export-best-to", metavar="DIR",
                    help="once training has ended, export the checkpoint with the best validation "
-                   "accuracy as a SavedModel to DIR, local or gs:// (replaces what is there)")
+                   "accuracy as a SavedModel to DIR, local or gs:// (replaces a previous export; refuses "
+                   "anything else, and any DIR inside the model or eval dir)")
 
     x = sub.add_parser("export", help="SavedModel of the moving-average weights",
                        epilog=ENV_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -203,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--export-dir", required=True, help="where to write the SavedModel, local or "
                    "gs:// (a gs:// export is complete once its export_complete.json exists)")
     x.add_argument("--checkpoint", help="a checkpoint path (default: the newest)")
-    x.add_argument("--overwrite", action="store_true", help="replace an existing export")
+    x.add_argument("--overwrite", action="store_true", help="replace a previous export (a "
+                   "directory holding anything else is refused, as is one inside the model dir)")
     x.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
 
@@ -263,10 +266,10 @@ def _evaluate(args) -> int:
         eval_interval_secs=args.eval_interval_secs, timeout_secs=args.timeout_secs,
         verify_data=not args.no_verify)
     config.validate()
-    if args.export_best_to and args.export_best_to.startswith("gs://"):
-        from model.gcs import make_client, parse_uri
-        parse_uri(args.export_best_to)  # bad URI or no credentials: fail now, not hours later
-        make_client()
+    if args.export_best_to:  # a bad target fails now, not hours later, and before eval/ is written
+        from model.export import check_export_target
+        check_export_target(config.model_dir, args.export_best_to, overwrite=True,
+                            eval_dir=config.resolved_eval_dir())
     config.data_dir = _stage_data(config.data_dir, args)
     log.info("config | %s", _describe(config))
     metrics = evaluate(config)
