@@ -35,6 +35,7 @@ from model import checkpointing
 from model.errors import CheckpointError, ConfigError
 from model.checkpointing import READ_ERRORS
 from model.evaluate import CheckpointScorer, EvalState
+from model.gcs import EXPORT_MARKER, SCHEME, check_publish_target, is_gcs_uri, publish_export
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ EXPORT_INFO = "export_info.json"
 # The top-level entries tf.saved_model.save writes, plus ours and model/gcs.py's
 # marker: a directory holding nothing else (and a saved_model.pb) is an export.
 SAVED_MODEL_ENTRIES = frozenset({"saved_model.pb", "variables", "assets", "assets.extra",
-                                 "fingerprint.pb", EXPORT_INFO, "export_complete.json"})
+                                 "fingerprint.pb", EXPORT_INFO, EXPORT_MARKER})
 
 
 class ServingModule(tf.Module):
@@ -87,8 +88,6 @@ def _replace_dir(new_dir: str, target: str) -> None:
 
 def _normalized(path: str) -> str:
     """An absolute spelling of a local path (symlinks and `..` resolved) or gs:// URI."""
-    from model.gcs import SCHEME, is_gcs_uri
-
     if is_gcs_uri(path):
         return SCHEME + posixpath.normpath("/" + path[len(SCHEME):]).lstrip("/")
     return os.path.realpath(os.path.abspath(path))
@@ -112,7 +111,7 @@ def refuse_training_state(export_dir: str, model_dir: str, eval_dir: str | None 
 
 def not_an_export(entries: set[str]) -> str | None:
     """What makes a directory with these top-level entries not a previous export, or None if it is one."""
-    if not entries or EXPORT_INFO in entries or "export_complete.json" in entries:
+    if not entries or EXPORT_INFO in entries or EXPORT_MARKER in entries:
         return None
     if "saved_model.pb" in entries and entries <= SAVED_MODEL_ENTRIES:
         return None
@@ -126,8 +125,6 @@ def check_export_target(model_dir: str, export_dir: str, *, overwrite: bool,
     """Refuse an export directory that holds training state or, unless `overwrite`,
     anything at all; with `overwrite` only a previous export may be replaced."""
     refuse_training_state(export_dir, model_dir, eval_dir)
-    from model.gcs import check_publish_target, is_gcs_uri
-
     if is_gcs_uri(export_dir):
         check_publish_target(export_dir, overwrite=overwrite)
         return
@@ -182,8 +179,7 @@ def export(model_dir: str, export_dir: str, *, model: str | None = None,
     """Write a SavedModel of the newest (or given) checkpoint's averaged weights
     to `export_dir` (see the module docstring for what is refused)."""
     check_export_target(model_dir, export_dir, overwrite=overwrite, eval_dir=eval_dir)
-    if export_dir.startswith("gs://"):
-        from model.gcs import publish_export
+    if is_gcs_uri(export_dir):
         return publish_export(model_dir, export_dir, model=model, checkpoint_path=checkpoint_path,
                               overwrite=overwrite)
     tmp_dir = f"{export_dir.rstrip('/')}.tmp-{uuid.uuid4().hex[:8]}"

@@ -328,8 +328,10 @@ def test_no_checkpoint_is_a_config_error(trained_dir, tmp_path):
 
 
 def test_unknown_model_is_a_config_error(tmp_path):
+    (tmp_path / "model").mkdir()
     with pytest.raises(ConfigError, match="run_config.json"):
-        export(str(tmp_path), str(tmp_path / "serving"))
+        export(str(tmp_path / "model"), str(tmp_path / "serving"))
+    assert not (tmp_path / "serving").exists()
 
 
 @pytest.mark.parametrize("damage", ["truncated-data", "zero-byte-index", "bit-flip", "missing"])
