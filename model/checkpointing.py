@@ -166,6 +166,26 @@ def list_checkpoints(model_dir: str) -> list[str]:
     return sorted(paths, key=lambda p: step_of(p) if step_of(p) is not None else -1)
 
 
+def find_checkpoints(model_dir: str) -> tuple[list[str], str | None]:
+    """Every checkpoint in `model_dir`, oldest first, and why the state file
+    could not be read (None if it could).
+
+    The state file's list joined with every `ckpt-*.index` found by listing the
+    directory, so a damaged or stale state file hides nothing. (TensorFlow
+    moves a checkpoint's .index into place after its data, so an .index names
+    a whole checkpoint or a damaged one, not one still being written.)
+    Raises tf.errors.OpError on I/O failure.
+    """
+    try:
+        listed, unreadable_state = list_checkpoints(model_dir), None
+    except ValueError as e:
+        listed, unreadable_state = [], str(e)
+    found = [path[: -len(".index")] for path in
+             tf.io.gfile.glob(join(model_dir, f"{CHECKPOINT_PREFIX}-*.index"))]
+    paths = sorted({*listed, *found}, key=lambda p: step_of(p) if step_of(p) is not None else -1)
+    return paths, unreadable_state
+
+
 def restore_newest(checkpoint: tf.train.Checkpoint, model_dir: str) -> str | None:
     """Restore the newest readable checkpoint in `model_dir`; None if there is none.
 
@@ -173,14 +193,9 @@ def restore_newest(checkpoint: tf.train.Checkpoint, model_dir: str) -> str | Non
     to the one before it, loudly. If checkpoints exist but none can be read,
     raise instead of starting again from step 0 over the top of them.
     """
-    try:
-        listed = list_checkpoints(model_dir)
-    except ValueError as e:
-        log.warning("train | %s; looking for checkpoint files directly", e)
-        listed = []
-    found = [path[: -len(".index")] for path in
-             tf.io.gfile.glob(join(model_dir, f"{CHECKPOINT_PREFIX}-*.index"))]
-    candidates = sorted({*listed, *found}, key=lambda p: step_of(p) if step_of(p) is not None else -1)
+    candidates, unreadable_state = find_checkpoints(model_dir)
+    if unreadable_state:
+        log.warning("train | %s; looking for checkpoint files directly", unreadable_state)
     for path in reversed(candidates):
         try:
             checkpoint.restore(path).assert_existing_objects_matched()

@@ -198,10 +198,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the step training runs to: a completion marker below it is a finished run "
                    "about to be extended, so keep waiting (default: the marker ends the evaluation)")
     e.add_argument("--timeout-secs", type=_positive_float,
-                   help="exit 1 if no new checkpoint appears for this long (default: wait forever)")
+                   help="exit 1 if no new checkpoint appears for this long, or, without --model, "
+                   "no run_config.json (default: wait forever)")
     e.add_argument("--export-best-to", metavar="DIR",
                    help="once training has ended, export the checkpoint with the best validation "
-                   "accuracy as a SavedModel to DIR, local or gs:// (replaces what is there)")
+                   "accuracy as a SavedModel to DIR, local or gs:// (replaces a previous export; refuses "
+                   "anything else, and any DIR inside the model or eval dir)")
 
     x = sub.add_parser("export", help="SavedModel of the moving-average weights",
                        epilog=ENV_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -210,7 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--export-dir", required=True, help="where to write the SavedModel, local or "
                    "gs:// (a gs:// export is complete once its export_complete.json exists)")
     x.add_argument("--checkpoint", help="a checkpoint path (default: the newest)")
-    x.add_argument("--overwrite", action="store_true", help="replace an existing export")
+    x.add_argument("--overwrite", action="store_true", help="replace a previous export (a "
+                   "directory holding anything else is refused, as is one inside the model dir)")
     x.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
 
@@ -271,10 +274,10 @@ def _evaluate(args) -> int:
         verify_data=not args.no_verify,
         max_steps=_first(args.max_steps, _env("TF_MAX_STEPS", int, minimum=0)))
     config.validate()
-    if args.export_best_to and args.export_best_to.startswith("gs://"):
-        from model.gcs import make_client, parse_uri
-        parse_uri(args.export_best_to)  # bad URI or no credentials: fail now, not hours later
-        make_client()
+    if args.export_best_to:  # a bad target fails now, not hours later, and before eval/ is written
+        from model.export import check_export_target
+        check_export_target(config.model_dir, args.export_best_to, overwrite=True,
+                            eval_dir=config.resolved_eval_dir())
     config.data_dir = _stage_data(config.data_dir, args)
     log.info("config | %s", _describe(config))
     metrics = evaluate(config)

@@ -9,23 +9,33 @@ Training is over when the model dir's completion marker names a step at or
 beyond --max-steps (when given): a marker below it is a finished run that a
 trainer with more steps is about to extend (e.g. `helm upgrade --set
 training.maxSteps=...`), so the evaluator waits for the new checkpoints.
+
+What it remembers is keyed on a checkpoint's identity, not its name (see
+`checkpoint_identity`): a ckpt-300 that the trainer rewrites after falling
+back past a damaged one is a new checkpoint and is scored. Checkpoints are
+found by `checkpointing.find_checkpoints`, as the trainer finds them, so a
+damaged `checkpoint` state file hides none of them. Once training is complete
+the evaluator ends: exit 0 with the final metrics, or a CheckpointError
+(exit 2) when the final checkpoint cannot be read.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
 import threading
 import time
+import uuid
 
 import tensorflow as tf
 
 from model import checkpointing
 from model.checkpointing import READ_ERRORS
 from model.data import MnistSplits, Split, load_mnist
-from model.errors import ConfigError
+from model.errors import CheckpointError, ConfigError
 from model.input_pipeline import eval_dataset
 from model.networks import build_network
 from model.train_state import MovingAverages
@@ -35,7 +45,7 @@ log = logging.getLogger(__name__)
 STATE_FILE = "eval_state.json"
 FINAL_METRICS = "final_metrics.json"
 MAX_READ_ATTEMPTS = 3  # a checkpoint that fails this often is given up on
-
+STATE_FORMAT = 2  # eval_state.json keyed on checkpoint identity (1: on names, no "format" key)
 
 
 @dataclasses.dataclass
@@ -81,6 +91,7 @@ class CheckpointScorer:
         # Only what evaluation needs; the optimizer slots are left unread.
         self.checkpoint = tf.train.Checkpoint(network=self.network, averages=self.averages,
                                               step=self.step)
+        self._restored_names = {"network", "averages", "step", "_CHECKPOINTABLE_OBJECT_GRAPH"}
 
         @tf.function
         def count_correct(images, labels):
@@ -92,8 +103,21 @@ class CheckpointScorer:
         self._count_correct = count_correct
 
     def restore(self, path: str) -> int:
-        """Load `path`; raises one of READ_ERRORS if it is missing or damaged."""
-        self.checkpoint.read(path).assert_existing_objects_matched().expect_partial()
+        """Load `path`; raises one of READ_ERRORS if it is missing or damaged.
+
+        Every tensor the scorer needs is read through a plain reader first,
+        which checks its checksum: a damaged file fails there rather than in
+        the object-based restore, whose abandoned status would log "Value in
+        checkpoint could not be found in the restored object" for each
+        optimizer slot it was never meant to read.
+        """
+        reader = tf.train.load_checkpoint(path)
+        for key in reader.get_variable_to_shape_map():
+            if key.split("/", 1)[0] in self._restored_names:
+                reader.get_tensor(key)
+        status = self.checkpoint.read(path)
+        status.expect_partial()  # the optimizer's slots and save counter stay unread on purpose
+        status.assert_existing_objects_matched()  # a checkpoint of another network is an error
         self.averages.copy_into(self.averaged)
         return int(self.step.numpy())
 
@@ -107,28 +131,85 @@ class CheckpointScorer:
         return avg_total / size, raw_total / size
 
 
+def checkpoint_identity(path: str) -> str | None:
+    """`ckpt-<step>@<digest>`: what tells one checkpoint from another of the same name.
+
+    The digest covers the .index file's bytes (which hold every tensor's size
+    and checksum) and the size and modification time of each of the
+    checkpoint's files, so a checkpoint rewritten by the trainer, even with
+    the same weights, is a new one. None if its .index cannot be read (gone).
+    """
+    index = path + ".index"
+    try:
+        with tf.io.gfile.GFile(index, "rb") as f:
+            digest = hashlib.sha256(f.read())
+        for name in sorted([index, *tf.io.gfile.glob(path + ".data-*")]):
+            stat = tf.io.gfile.stat(name)
+            digest.update(f"{os.path.basename(name)} {stat.length} {stat.mtime_nsec}\n".encode())
+    except tf.errors.OpError:
+        return None
+    return f"{os.path.basename(path)}@{digest.hexdigest()[:16]}"
+
+
 class EvalState:
-    """What has been evaluated, persisted in the eval dir so restarts skip it."""
+    """What has been evaluated, persisted in the eval dir so restarts skip it.
+
+    eval_state.json (format 2):
+      {"format": 2,
+       "results": {"<step>": {"identity": "ckpt-<step>@<digest>", "validation_accuracy": ...}},
+       "failures": {"ckpt-<step>@<digest>": <failed reads>}}
+    A file of the first format (no "format" key: failures keyed on file
+    names) is read: its results are kept and adopt the identity of the files
+    found at their step the next time they are listed; its failures are
+    forgotten (those checkpoints are tried again). An unreadable file or one
+    of an unknown format is set aside (renamed, kept) and evaluation starts afresh.
+    """
 
     def __init__(self, eval_dir: str):
         self.path = checkpointing.join(eval_dir, STATE_FILE)
+        saved = self._load()
+        self.results: dict[int, dict] = {int(k): v for k, v in saved.get("results", {}).items()}
+        self.failures: dict[str, int] = {}
+        if saved.get("format", 1) == STATE_FORMAT:
+            self.failures = {str(k): int(v) for k, v in saved.get("failures", {}).items()}
+        elif saved.get("failures"):
+            log.info("eval | %s is of the first format: forgetting its failed reads (%s); "
+                     "those checkpoints are tried again", self.path, sorted(saved["failures"]))
+
+    def _load(self) -> dict:
+        """The saved state, or {} after setting aside a file that cannot be used."""
         try:
             saved = checkpointing.read_json(self.path) or {}
+            if not isinstance(saved, dict) or not isinstance(saved.get("results", {}), dict):
+                raise ValueError("not a JSON object with a results object")
+            if saved.get("format", 1) not in (1, STATE_FORMAT):
+                raise ValueError(f"unknown format {saved.get('format')!r}")
+            return saved
         except (ValueError, tf.errors.OpError) as e:
-            log.warning("eval | ignoring unreadable %s (%s); starting afresh", self.path, e)
-            saved = {}
-        self.results: dict[int, dict] = {int(k): v for k, v in saved.get("results", {}).items()}
-        self.failures: dict[str, int] = dict(saved.get("failures", {}))
+            problem = e
+        aside = f"{self.path}.unreadable-{uuid.uuid4().hex[:8]}"
+        log.warning("eval | ignoring unreadable %s (%s); starting afresh, keeping it as %s",
+                    self.path, problem, aside)
+        try:
+            tf.io.gfile.rename(self.path, aside)
+        except tf.errors.OpError as e:
+            log.warning("eval | could not rename %s: %s", self.path, e)
+        return {}
 
-    def done(self, path: str, step: int | None) -> bool:
-        return (step is not None and step in self.results) or self.given_up(path)
+    def done(self, step: int | None, identity: str) -> bool:
+        """Whether the checkpoint `identity` at `step` is scored or given up on."""
+        result = self.results.get(step) if step is not None else None
+        if result is not None and "identity" not in result:  # first format: adopt these files
+            result["identity"] = identity
+            self.save()
+        scored = result is not None and result["identity"] == identity
+        return scored or self.given_up(identity)
 
-    def given_up(self, path: str) -> bool:
-        return self.failures.get(os.path.basename(path), 0) >= MAX_READ_ATTEMPTS
+    def given_up(self, identity: str) -> bool:
+        return self.failures.get(identity, 0) >= MAX_READ_ATTEMPTS
 
-    def record_failure(self, path: str, permanent: bool) -> None:
-        name = os.path.basename(path)
-        self.failures[name] = MAX_READ_ATTEMPTS if permanent else self.failures.get(name, 0) + 1
+    def record_failure(self, identity: str, permanent: bool) -> None:
+        self.failures[identity] = MAX_READ_ATTEMPTS if permanent else self.failures.get(identity, 0) + 1
 
     def best(self) -> tuple[int, dict] | None:
         if not self.results:
@@ -137,6 +218,7 @@ class EvalState:
 
     def save(self) -> None:
         checkpointing.write_json_atomic(self.path, {
+            "format": STATE_FORMAT,
             "results": {str(k): v for k, v in sorted(self.results.items())},
             "failures": self.failures})
 
@@ -157,8 +239,10 @@ class Evaluator:
         self.validation_ds = eval_dataset(datasets.validation)
         self.state = EvalState(self.eval_dir)
         self.writer = tf.summary.create_file_writer(self.eval_dir)
+        self._warned: set[str] = set()
+        self._final_missing = 0  # polls in a row that found the final checkpoint gone
 
-    def evaluate_checkpoint(self, path: str) -> dict | None:
+    def evaluate_checkpoint(self, path: str, identity: str) -> dict | None:
         """Score one checkpoint on the validation set; None if it could not be read."""
         try:
             t0 = time.monotonic()
@@ -167,13 +251,13 @@ class Evaluator:
             seconds = time.monotonic() - t0
         except READ_ERRORS as e:
             gone = not tf.io.gfile.exists(path + ".index")
-            self.state.record_failure(path, permanent=gone)
+            self.state.record_failure(identity, permanent=gone)
             self.state.save()
             log.warning("eval | skipping %s: %s%s: %s", path, "vanished, " if gone else "",
                         type(e).__name__, str(e).splitlines()[0][:300] if str(e) else "")
             return None
         result = {"validation_accuracy": accuracy, "raw_validation_accuracy": raw_accuracy,
-                  "checkpoint": path, "eval_seconds": round(seconds, 3)}
+                  "checkpoint": path, "identity": identity, "eval_seconds": round(seconds, 3)}
         self.state.results[step] = result
         self.state.save()
         with self.writer.as_default(step=step):
@@ -184,30 +268,53 @@ class Evaluator:
         _emit({"event": "eval", "step": step, **result})
         return result
 
+    def _warn_once(self, message: str) -> None:
+        """Log a warning the first time it is seen, not on every poll."""
+        if message not in self._warned:
+            self._warned.add(message)
+            log.warning("%s", message)
+
     def poll_once(self) -> bool:
-        """Evaluate every new checkpoint listed now; True if any was new."""
+        """Evaluate every new checkpoint found now; True if any was new."""
         try:
-            paths = checkpointing.list_checkpoints(self.config.model_dir)
-        except (ValueError, tf.errors.OpError) as e:
+            paths, unreadable_state = checkpointing.find_checkpoints(self.config.model_dir)
+        except tf.errors.OpError as e:
             log.warning("eval | cannot list checkpoints yet: %s", e)
             return False
-        new = [p for p in paths if not self.state.done(p, checkpointing.step_of(p))]
-        for path in new:
-            self.evaluate_checkpoint(path)
-        return bool(new)
+        if unreadable_state:
+            self._warn_once(f"eval | {unreadable_state}; listing the {checkpointing.CHECKPOINT_PREFIX}"
+                            "-*.index files instead")
+        new = False
+        for path in paths:
+            identity = checkpoint_identity(path)
+            if identity is None:  # listed in the state file, but its files are gone
+                self._warn_once(f"eval | skipping {path}: its files are gone")
+                continue
+            if not self.state.done(checkpointing.step_of(path), identity):
+                new = True
+                self.evaluate_checkpoint(path, identity)
+        return new
+
+    def _final_checkpoint_error(self, final_step: int, path: str, reason: str) -> CheckpointError:
+        return CheckpointError(
+            f"training is complete ({checkpointing.COMPLETE_MARKER} names step {final_step}) but "
+            f"its final checkpoint {path} {reason}; no restart can fix this: restore the files or "
+            f"train again (evaluation state: {self.state.path})")
 
     def finish(self, final_step: int) -> dict:
         """Score the final checkpoint on the test set and write final_metrics.json."""
         final = self.state.results.get(final_step)
         if final is None:
-            raise RuntimeError(f"the final checkpoint (step {final_step}) could not be evaluated")
+            raise self._final_checkpoint_error(final_step, self._final_path(final_step),
+                                               "has not been evaluated")
         try:
             self.scorer.restore(final["checkpoint"])
             test_accuracy, raw_test_accuracy = self.scorer.accuracy(eval_dataset(self.test),
                                                                     len(self.test))
         except READ_ERRORS as e:  # damaged or removed since its validation pass
-            raise RuntimeError(f"the final checkpoint (step {final_step}) is unreadable: "
-                               f"{type(e).__name__}: {e}") from e
+            raise self._final_checkpoint_error(
+                final_step, final["checkpoint"], f"is unreadable: {type(e).__name__}: "
+                f"{str(e).splitlines()[0][:300] if str(e) else ''}") from e
         best_step, best = self.state.best()
         metrics = {"final_step": final_step,
                    "final_validation_accuracy": final["validation_accuracy"],
@@ -222,10 +329,31 @@ class Evaluator:
         _emit({"event": "final", **metrics})
         return metrics
 
+    def _final_path(self, final_step: int) -> str:
+        return checkpointing.join(self.config.model_dir,
+                                  f"{checkpointing.CHECKPOINT_PREFIX}-{final_step}")
+
+    def _final_problem(self, final_step: int, identity: str | None) -> str | None:
+        """Why the final checkpoint can never be scored, or None while it still may be."""
+        # Gone only after several polls, and only if the marker still names it:
+        # a trainer extending the run clears the marker first, then rotates
+        # the old final checkpoint out.
+        self._final_missing = self._final_missing + 1 if identity is None else 0
+        if self._final_missing >= MAX_READ_ATTEMPTS:
+            problem = "is gone"
+        elif identity is not None and self.state.given_up(identity):
+            problem = f"cannot be read (failed {MAX_READ_ATTEMPTS} times, logged above)"
+        else:
+            return None
+        still_final = self.config.training_final_step() == final_step
+        return problem if still_final else None
+
     def run(self, stop_event: threading.Event | None = None) -> dict | None:
         """Poll until training is complete and its final checkpoint is scored.
 
         Returns the final metrics, or None if stopped or timed out first.
+        Raises CheckpointError if training is complete but its final
+        checkpoint is gone or cannot be read.
         """
         stop_event = stop_event or threading.Event()
         last_new = time.monotonic()
@@ -235,11 +363,15 @@ class Evaluator:
             final_step = self.config.training_final_step()
             if self.poll_once():
                 last_new = time.monotonic()
-            if final_step is not None and final_step in self.state.results:
-                return self.finish(final_step)
-            if final_step is not None and self.state.given_up(
-                    f"{checkpointing.CHECKPOINT_PREFIX}-{final_step}"):
-                raise RuntimeError(f"the final checkpoint (step {final_step}) is unreadable")
+            if final_step is not None:
+                path = self._final_path(final_step)
+                identity = checkpoint_identity(path)
+                result = self.state.results.get(final_step)
+                if identity is not None and result is not None and result.get("identity") == identity:
+                    return self.finish(final_step)
+                problem = self._final_problem(final_step, identity)
+                if problem:
+                    raise self._final_checkpoint_error(final_step, path, problem)
             if self.config.timeout_secs and time.monotonic() - last_new > self.config.timeout_secs:
                 log.warning("eval | no new checkpoint for %.0f s; giving up", self.config.timeout_secs)
                 return None
@@ -252,13 +384,24 @@ def evaluate(config: EvalConfig, *, datasets: MnistSplits | None = None,
     """Run the evaluator until training finishes (see Evaluator.run)."""
     config.validate()
     stop_event = stop_event or threading.Event()
+    started = time.monotonic()
     while config.model is None:  # the trainer writes run_config.json when it starts
         config.model = checkpointing.run_model_name(config.model_dir)
-        if config.model is None:
-            log.info("eval | --model not given; waiting for %s to appear in %s",
-                     checkpointing.RUN_CONFIG, config.model_dir)
-            if stop_event.wait(config.eval_interval_secs):
-                return None
+        if config.model is not None:
+            break
+        waited = time.monotonic() - started
+        if config.timeout_secs and waited >= config.timeout_secs:
+            log.warning("eval | giving up after %g s (--timeout-secs): no %s appeared in %s, so the "
+                        "network is unknown; is a trainer writing to this --model-dir? (or pass "
+                        "--model)", config.timeout_secs, checkpointing.RUN_CONFIG, config.model_dir)
+            return None
+        log.info("eval | --model not given; waiting for %s to appear in %s",
+                 checkpointing.RUN_CONFIG, config.model_dir)
+        interval = config.eval_interval_secs
+        if config.timeout_secs:
+            interval = min(interval, config.timeout_secs - waited)
+        if stop_event.wait(interval):
+            return None
     try:
         existing = checkpointing.read_json(checkpointing.join(config.resolved_eval_dir(), FINAL_METRICS))
     except (ValueError, tf.errors.OpError):

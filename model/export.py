@@ -5,6 +5,18 @@ Signatures:
   predict_pixels(pixels: uint8 [N, 28, 28])            raw MNIST pixels
 each returning logits [N, 10], probabilities [N, 10] and classes int64 [N].
 
+What was exported is recorded twice: in the SavedModel itself, as the
+variables `model_name` (string) and `trained_steps` (int64) of the loaded
+object (`tf.saved_model.load(d).trained_steps.numpy()`), and in
+`<export-dir>/export_info.json` (model, trained_steps, checkpoint, model_dir),
+which also marks the directory as an export this library wrote.
+
+An export never touches training state: an export directory that is,
+contains or lies inside the model directory (or the evaluator's eval
+directory) is refused, and `overwrite` replaces only a previous export,
+recognised by its export_info.json (or gs:// export_complete.json) or by
+holding nothing but a SavedModel's own files.
+
 The SavedModel is written to a temporary sibling directory and renamed into
 place, so a reader never sees half an export. A gs:// export directory is
 written locally and published by model/gcs.py (reader contract there).
@@ -13,6 +25,8 @@ written locally and published by model/gcs.py (reader contract there).
 from __future__ import annotations
 
 import logging
+import os
+import posixpath
 import uuid
 
 import tensorflow as tf
@@ -21,16 +35,25 @@ from model import checkpointing
 from model.errors import CheckpointError, ConfigError
 from model.checkpointing import READ_ERRORS
 from model.evaluate import CheckpointScorer, EvalState
+from model.gcs import EXPORT_MARKER, SCHEME, check_publish_target, is_gcs_uri, publish_export
 
 log = logging.getLogger(__name__)
+
+EXPORT_INFO = "export_info.json"
+# The top-level entries tf.saved_model.save writes, plus ours and model/gcs.py's
+# marker: a directory holding nothing else (and a saved_model.pb) is an export.
+SAVED_MODEL_ENTRIES = frozenset({"saved_model.pb", "variables", "assets", "assets.extra",
+                                 "fingerprint.pb", EXPORT_INFO, EXPORT_MARKER})
 
 
 class ServingModule(tf.Module):
     def __init__(self, network: tf.Module, step: int, model: str):
         super().__init__(name="mnist_serving")
         self.network = network
-        self.trained_steps = tf.constant(step, tf.int64)
-        self.model_name = tf.constant(model)
+        # Variables, so that they are saved and readable after tf.saved_model.load.
+        self.model_name = tf.Variable(model, trainable=False, name="model_name")
+        self.trained_steps = tf.Variable(step, dtype=tf.int64, trainable=False,
+                                         name="trained_steps")
 
     def _outputs(self, images):
         logits = self.network(images)
@@ -63,13 +86,64 @@ def _replace_dir(new_dir: str, target: str) -> None:
         tf.io.gfile.rmtree(backup)
 
 
-def export(model_dir: str, export_dir: str, *, model: str | None = None,
-           checkpoint_path: str | None = None, overwrite: bool = False) -> str:
-    """Write a SavedModel of the newest (or given) checkpoint's averaged weights."""
-    if export_dir.startswith("gs://"):
-        from model.gcs import publish_export
-        return publish_export(model_dir, export_dir, model=model, checkpoint_path=checkpoint_path,
-                              overwrite=overwrite)
+def _normalized(path: str) -> str:
+    """An absolute spelling of a local path (symlinks and `..` resolved) or gs:// URI."""
+    if is_gcs_uri(path):
+        return SCHEME + posixpath.normpath("/" + path[len(SCHEME):]).lstrip("/")
+    return os.path.realpath(os.path.abspath(path))
+
+
+def refuse_training_state(export_dir: str, model_dir: str, eval_dir: str | None = None) -> None:
+    """ConfigError if `export_dir` is, contains or lies inside the model or eval directory."""
+    target = _normalized(export_dir)
+    for what, directory in (("model directory", model_dir), ("eval directory", eval_dir)):
+        if not directory:
+            continue
+        held = _normalized(directory)
+        relation = ("is" if target == held else
+                    "contains" if held.startswith(target.rstrip("/") + "/") else
+                    "lies inside" if target.startswith(held.rstrip("/") + "/") else None)
+        if relation:
+            raise ConfigError(f"export directory {export_dir} {relation} the {what} {directory}: "
+                              "an export must never replace or mix with training state; choose a "
+                              "directory outside it")
+
+
+def not_an_export(entries: set[str]) -> str | None:
+    """What makes a directory with these top-level entries not a previous export, or None if it is one."""
+    if not entries or EXPORT_INFO in entries or EXPORT_MARKER in entries:
+        return None
+    if "saved_model.pb" in entries and entries <= SAVED_MODEL_ENTRIES:
+        return None
+    found = sorted(entries - SAVED_MODEL_ENTRIES) or sorted(entries)
+    shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+    return f"it holds {shown}, which is not a previous export (no {EXPORT_INFO}, not a bare SavedModel)"
+
+
+def check_export_target(model_dir: str, export_dir: str, *, overwrite: bool,
+                        eval_dir: str | None = None) -> None:
+    """Refuse an export directory that holds training state or, unless `overwrite`,
+    anything at all; with `overwrite` only a previous export may be replaced."""
+    refuse_training_state(export_dir, model_dir, eval_dir)
+    if is_gcs_uri(export_dir):
+        check_publish_target(export_dir, overwrite=overwrite)
+        return
+    if not tf.io.gfile.exists(export_dir):
+        return
+    if not tf.io.gfile.isdir(export_dir):
+        raise ConfigError(f"export directory {export_dir} is a file; refusing to replace it")
+    if not overwrite:
+        raise ConfigError(f"{export_dir} already exists; pass --overwrite to replace it")
+    problem = not_an_export(set(p.rstrip("/") for p in tf.io.gfile.listdir(export_dir)))
+    if problem:
+        raise ConfigError(f"refusing to overwrite {export_dir}: {problem}; choose another "
+                          "--export-dir or remove it yourself")
+
+
+def write_saved_model(model_dir: str, target: str, *, model: str | None = None,
+                      checkpoint_path: str | None = None) -> dict:
+    """Write a SavedModel of the newest (or given) checkpoint's averaged weights
+    into `target`, which must not exist; returns what export_info.json says."""
     model = model or checkpointing.run_model_name(model_dir)
     if model is None:
         raise ConfigError(f"--model not given and {model_dir} has no {checkpointing.RUN_CONFIG}")
@@ -83,8 +157,6 @@ def export(model_dir: str, export_dir: str, *, model: str | None = None,
         checkpoint_path = listed[-1] if listed else None
     if not checkpoint_path:
         raise ConfigError(f"no checkpoint in {model_dir} to export")
-    if tf.io.gfile.exists(export_dir) and not overwrite:
-        raise ConfigError(f"{export_dir} already exists; pass --overwrite to replace it")
     scorer = CheckpointScorer(model)
     try:
         step = scorer.restore(checkpoint_path)
@@ -92,10 +164,27 @@ def export(model_dir: str, export_dir: str, *, model: str | None = None,
         raise ConfigError(f"cannot read checkpoint {checkpoint_path}: {type(e).__name__}: "
                           f"{str(e).splitlines()[0] if str(e) else ''}") from None
     module = ServingModule(scorer.averaged, step, model)
+    info = {"model": model, "trained_steps": step, "checkpoint": checkpoint_path,
+            "model_dir": model_dir, "weights": "moving averages",
+            "signatures": ["serving_default", "predict_pixels"]}
+    tf.saved_model.save(module, target, signatures={
+        "serving_default": module.serve, "predict_pixels": module.serve_pixels})
+    checkpointing.write_json_atomic(checkpointing.join(target, EXPORT_INFO), info)
+    return info
+
+
+def export(model_dir: str, export_dir: str, *, model: str | None = None,
+           checkpoint_path: str | None = None, overwrite: bool = False,
+           eval_dir: str | None = None) -> str:
+    """Write a SavedModel of the newest (or given) checkpoint's averaged weights
+    to `export_dir` (see the module docstring for what is refused)."""
+    check_export_target(model_dir, export_dir, overwrite=overwrite, eval_dir=eval_dir)
+    if is_gcs_uri(export_dir):
+        return publish_export(model_dir, export_dir, model=model, checkpoint_path=checkpoint_path,
+                              overwrite=overwrite)
     tmp_dir = f"{export_dir.rstrip('/')}.tmp-{uuid.uuid4().hex[:8]}"
     try:
-        tf.saved_model.save(module, tmp_dir, signatures={
-            "serving_default": module.serve, "predict_pixels": module.serve_pixels})
+        info = write_saved_model(model_dir, tmp_dir, model=model, checkpoint_path=checkpoint_path)
         _replace_dir(tmp_dir, export_dir)
     except BaseException:  # leave no half-written temporary directory behind
         try:
@@ -104,14 +193,17 @@ def export(model_dir: str, export_dir: str, *, model: str | None = None,
         except tf.errors.OpError as cleanup_error:
             log.warning("export | could not remove %s: %s", tmp_dir, cleanup_error)
         raise
-    log.info("export | %s at step %d (moving-average weights) -> %s", model, step, export_dir)
+    log.info("export | %s at step %d (moving-average weights) -> %s", info["model"],
+             info["trained_steps"], export_dir)
     return export_dir
 
 
 def export_best(model_dir: str, eval_dir: str, export_dir: str, *, model: str | None = None) -> str:
     """Export the evaluated checkpoint with the best validation accuracy (the
-    newest on ties), replacing `export_dir`. A best checkpoint that the trainer
-    has since deleted (it keeps the newest few) gives way to the next best."""
+    newest on ties), replacing a previous export at `export_dir`. A best
+    checkpoint that the trainer has since deleted (it keeps the newest few)
+    gives way to the next best."""
+    check_export_target(model_dir, export_dir, overwrite=True, eval_dir=eval_dir)
     results = EvalState(eval_dir).results
     ranked = sorted(results.items(), key=lambda kv: (kv[1]["validation_accuracy"], kv[0]), reverse=True)
     for rank, (step, result) in enumerate(ranked):
@@ -125,7 +217,8 @@ def export_best(model_dir: str, eval_dir: str, export_dir: str, *, model: str | 
         except READ_ERRORS as e:
             log.warning("export | cannot read %s (%s); trying the next", path, type(e).__name__)
             continue
-        export(model_dir, export_dir, model=model, checkpoint_path=path, overwrite=True)
+        export(model_dir, export_dir, model=model, checkpoint_path=path, overwrite=True,
+               eval_dir=eval_dir)
         log.info("export | best checkpoint: step %d, validation accuracy %g%s -> %s", step,
                  result["validation_accuracy"], "" if rank == 0 else f" (rank {rank + 1})", export_dir)
         return export_dir

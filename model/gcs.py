@@ -31,6 +31,9 @@ Publishing a SavedModel (`export --export-dir gs://...`, `evaluate --export-best
        every file with its generation, size and CRC32C. The temporary prefix
        is then removed.
 
+    A destination that holds anything is replaced only with `overwrite`, and
+    then only if it is a previous export (`check_publish_target`).
+
     The reader contract: `<dest>/` holds a complete export if and only if
     `<dest>/export_complete.json` exists, and the export is exactly the object
     generations the marker lists. `download_export()` implements it: it reads
@@ -385,12 +388,8 @@ def publish_dir(local_dir: str, dest_uri: str, *, overwrite: bool = False, clien
     """Publish the files under `local_dir` at `dest_uri` (the two phases of the
     module docstring); `info` is recorded in the marker."""
     dest = parse_uri(dest_uri)
-    if not dest.prefix:
-        raise ConfigError(f"{dest_uri}: give a directory inside the bucket, not the bucket itself")
     client = client or make_client()
-    _require_bucket(client, dest)
-    if _list_names(client, dest, max_results=1) and not overwrite:
-        raise ConfigError(f"{dest} already exists; pass --overwrite to replace it")
+    check_publish_target(dest_uri, overwrite=overwrite, client=client)
     files = sorted(os.path.relpath(os.path.join(root, f), local_dir)
                    for root, _, names in os.walk(local_dir) for f in names)
     if not files:
@@ -468,21 +467,45 @@ def download_export(uri: str, local_dir: str, client=None) -> str:
     return local_dir
 
 
-def publish_export(model_dir: str, export_dir: str, **kwargs) -> str:
+def check_publish_target(dest_uri: str, *, overwrite: bool, client=None) -> None:
+    """Refuse a destination that holds anything, unless `overwrite`; and with
+    `overwrite`, anything but a previous export (model.export.not_an_export:
+    a marker, or nothing but a SavedModel's files). The caller has refused
+    training state (model.export.refuse_training_state)."""
+    from model.export import not_an_export
+
+    dest = parse_uri(dest_uri)
+    if not dest.prefix:
+        raise ConfigError(f"{dest_uri}: give a directory inside the bucket, not the bucket itself")
+    client = client or make_client()
+    _require_bucket(client, dest)
+    # An export has a handful of files; a thousand is plenty to see what is there.
+    names = _list_names(client, dest, max_results=1000)
+    if not names:
+        return
+    if not overwrite:
+        raise ConfigError(f"{dest} already exists; pass --overwrite to replace it")
+    entries = {name[len(dest.object_name()) + 1:].split("/", 1)[0] for name in names}
+    problem = not_an_export(entries)
+    if problem:
+        raise ConfigError(f"refusing to overwrite {dest}: {problem}; choose another "
+                          "--export-dir or remove it yourself")
+
+
+def publish_export(model_dir: str, export_dir: str, *, model: str | None = None,
+                   checkpoint_path: str | None = None, overwrite: bool = False) -> str:
     """`model.export.export` to gs://: a local SavedModel, then publish_dir."""
-    from model.export import export
+    from model.export import write_saved_model
 
     dest = parse_uri(export_dir)
     client = make_client()
-    _require_bucket(client, dest)
-    if not kwargs.get("overwrite") and _list_names(client, dest, max_results=1):
-        raise ConfigError(f"{dest} already exists; pass --overwrite to replace it")
+    check_publish_target(export_dir, overwrite=overwrite, client=client)
     with tempfile.TemporaryDirectory(prefix="mnist-export-") as tmp:
         local = os.path.join(tmp, "saved_model")
-        export(model_dir, local, **{**kwargs, "overwrite": False})
-        info = {"model_dir": model_dir, "checkpoint": kwargs.get("checkpoint_path") or "newest"}
-        return publish_dir(local, str(dest), overwrite=bool(kwargs.get("overwrite")),
-                           client=client, info=info)
+        written = write_saved_model(model_dir, local, model=model, checkpoint_path=checkpoint_path)
+        info = {"model_dir": model_dir, "checkpoint": checkpoint_path or "newest",
+                "model": written["model"], "trained_steps": written["trained_steps"]}
+        return publish_dir(local, str(dest), overwrite=overwrite, client=client, info=info)
 
 
 # ---------------------------------------------------------------- small reads (ops)

@@ -8,7 +8,9 @@ numpy forward pass over the tensors read straight from the checkpoint.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,7 +21,7 @@ import pytest
 import tensorflow as tf
 
 from model.errors import ConfigError
-from model.export import export
+from model.export import EXPORT_INFO, export, refuse_training_state
 from tests.conftest import TRAINED_STEPS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -171,19 +173,145 @@ def test_failed_save_leaves_neither_export_nor_temporary_dir(trained_dir, tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
-def test_existing_export_dir_needs_overwrite(trained_dir, tmp_path):
+def test_existing_export_needs_overwrite(trained_dir, tmp_path):
     export_dir = tmp_path / "serving"
-    export_dir.mkdir()
-    (export_dir / "old-model.txt").write_text("previous export")
+    export(str(trained_dir), str(export_dir), checkpoint_path=str(trained_dir / "ckpt-10"))
+    (export_dir / "stale-file-of-that-export.txt").write_text("x")
+    before = tree_digest(export_dir)
     with pytest.raises(ConfigError, match="already exists"):
         export(str(trained_dir), str(export_dir))
-    assert sorted(p.name for p in export_dir.iterdir()) == ["old-model.txt"]
+    assert tree_digest(export_dir) == before
 
     export(str(trained_dir), str(export_dir), overwrite=True)
-    assert not (export_dir / "old-model.txt").exists()
-    assert (export_dir / "saved_model.pb").exists()
+    assert not (export_dir / "stale-file-of-that-export.txt").exists()
+    assert json.loads((export_dir / EXPORT_INFO).read_text())["trained_steps"] == FINAL
     assert "serving_default" in tf.saved_model.load(str(export_dir)).signatures
     assert leftovers(tmp_path) == []
+
+
+def test_overwrite_replaces_a_bare_saved_model(trained_dir, tmp_path):
+    """An export from before export_info.json: a SavedModel's files and nothing else."""
+    export_dir = tmp_path / "serving"
+    export(str(trained_dir), str(export_dir))
+    (export_dir / EXPORT_INFO).unlink()
+    export(str(trained_dir), str(export_dir), overwrite=True)
+    assert (export_dir / EXPORT_INFO).exists()
+
+
+@pytest.mark.parametrize("contents", [["notes.txt"], ["saved_model.pb", "variables", "eval"],
+                                      ["checkpoint", "ckpt-10.index"]],
+                         ids=["a-file", "saved-model-and-more", "someone-elses-checkpoints"])
+def test_overwrite_refuses_what_is_not_an_export(contents, trained_dir, tmp_path):
+    export_dir = tmp_path / "serving"
+    export_dir.mkdir()
+    for name in contents:
+        (export_dir / name).mkdir() if name in ("variables", "eval") else \
+            (export_dir / name).write_text(name)
+    before = tree_digest(export_dir)
+    with pytest.raises(ConfigError, match="not a previous export") as excinfo:
+        export(str(trained_dir), str(export_dir), overwrite=True)
+    unexpected = [n for n in contents if n not in ("saved_model.pb", "variables")]
+    assert all(name in str(excinfo.value) for name in unexpected), excinfo.value
+    assert str(export_dir) in str(excinfo.value)
+    assert tree_digest(export_dir) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["serving"]
+
+
+# --------------------------------------------------------------------------
+# Exports never touch training state (issue 16, defect 1)
+
+
+def _targets(model_dir: Path) -> dict[str, str]:
+    link = model_dir.parent / "link-to-model"
+    link.symlink_to(model_dir)
+    return {"the-model-dir": str(model_dir), "its-parent": str(model_dir.parent),
+            "inside-it": str(model_dir / "serving"), "inside-its-eval-dir": str(model_dir / "eval" / "x"),
+            "dot-dot": f"{model_dir}/../{model_dir.name}/./x/..", "trailing-slash": f"{model_dir}/",
+            "symlink-to-it": str(link), "inside-a-symlink": str(link / "serving"),
+            "relative": os.path.relpath(model_dir)}
+
+
+@pytest.mark.parametrize("target", ["the-model-dir", "its-parent", "inside-it", "inside-its-eval-dir",
+                                    "dot-dot", "trailing-slash", "symlink-to-it", "inside-a-symlink",
+                                    "relative"])
+@pytest.mark.parametrize("overwrite", [False, True], ids=["", "overwrite"])
+def test_export_dir_overlapping_the_model_dir_is_refused(target, overwrite, model_dir):
+    export_dir = _targets(model_dir)[target]
+    before = tree_digest(model_dir)
+    with pytest.raises(ConfigError, match="model directory") as excinfo:
+        export(str(model_dir), export_dir, overwrite=overwrite)
+    assert export_dir in str(excinfo.value) and str(model_dir) in str(excinfo.value)
+    assert tree_digest(model_dir) == before
+    assert sorted(p.name for p in model_dir.parent.iterdir()) == ["link-to-model", "model"]
+
+
+@pytest.mark.parametrize("export_dir, model_dir, relation", [
+    ("gs://b/runs/1", "gs://b/runs/1", "is"),
+    ("gs://b/runs/1/", "gs://b/runs//1", "is"),
+    ("gs://b/runs", "gs://b/runs/1", "contains"),
+    ("gs://b", "gs://b/runs/1", "contains"),
+    ("gs://b/runs/1/export", "gs://b/runs/1", "lies inside"),
+    ("gs://b/runs/1/../1/x", "gs://b/runs/1", "lies inside"),
+])
+def test_gcs_export_dir_overlapping_the_model_dir_is_refused(export_dir, model_dir, relation):
+    with pytest.raises(ConfigError, match=f"{re.escape(export_dir)} {relation} the model directory"):
+        refuse_training_state(export_dir, model_dir)
+
+
+@pytest.mark.parametrize("export_dir, model_dir", [
+    ("gs://b/runs/10", "gs://b/runs/1"), ("gs://b/runs/1-export", "gs://b/runs/1"),
+    ("gs://other/runs/1", "gs://b/runs/1"), ("/tmp/b/runs/1", "gs://b/runs/1"),
+    ("gs://b/runs/1", "/b/runs/1")])
+def test_disjoint_export_dirs_are_allowed(export_dir, model_dir):
+    refuse_training_state(export_dir, model_dir)
+
+
+def test_cli_data_loss_repros_are_refused(model_dir, tmp_path):
+    """Issue 16, defect 1, as reported: `export --export-dir D --overwrite`, an
+    export dir above D, and `evaluate --export-best-to D` used to replace D
+    with a SavedModel, exit 0. Now: exit 2 naming both paths, every file of D
+    byte-identical, nothing new beside it."""
+    (model_dir / "eval").mkdir(exist_ok=True)
+    before = tree_digest(model_dir)
+    siblings = sorted(p.name for p in model_dir.parent.iterdir())
+    for command in (["export", "--model-dir", str(model_dir), "--export-dir", str(model_dir),
+                     "--overwrite"],
+                    ["export", "--model-dir", str(model_dir), "--export-dir", str(model_dir.parent),
+                     "--overwrite"],
+                    ["evaluate", "--model-dir", str(model_dir), "--export-best-to", str(model_dir)]):
+        result = run_model(*command)
+        assert result.returncode == 2, (command, result.stdout + result.stderr)
+        [error] = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+        assert "model directory" in error and str(model_dir) in error, error
+        assert "Traceback" not in result.stdout + result.stderr
+        assert tree_digest(model_dir) == before, command
+        assert sorted(p.name for p in model_dir.parent.iterdir()) == siblings
+
+
+# --------------------------------------------------------------------------
+# What the SavedModel says about itself
+
+
+def test_saved_model_records_the_model_and_its_step(exported):
+    export_dir, loaded, _ = exported
+    assert loaded.model_name.numpy() == b"mlp"
+    assert loaded.trained_steps.numpy() == FINAL and loaded.trained_steps.dtype == tf.int64
+    info = json.loads((Path(export_dir) / EXPORT_INFO).read_text())
+    assert info["model"] == "mlp" and info["trained_steps"] == FINAL
+    assert info["checkpoint"].endswith(f"ckpt-{FINAL}")
+
+
+def test_export_best_records_the_best_step(model_dir, tmp_path, mnist):
+    from model.evaluate import EvalConfig, evaluate
+    from model.export import export_best
+
+    metrics = evaluate(EvalConfig(model_dir=str(model_dir), eval_interval_secs=0.01), datasets=mnist)
+    export_dir = tmp_path / "best"
+    export_best(str(model_dir), str(model_dir / "eval"), str(export_dir))
+    loaded = tf.saved_model.load(str(export_dir))
+    assert loaded.trained_steps.numpy() == metrics["best_step"]
+    assert loaded.model_name.numpy() == b"mlp"
+    assert json.loads((export_dir / EXPORT_INFO).read_text())["trained_steps"] == metrics["best_step"]
 
 
 # --------------------------------------------------------------------------
@@ -200,8 +328,10 @@ def test_no_checkpoint_is_a_config_error(trained_dir, tmp_path):
 
 
 def test_unknown_model_is_a_config_error(tmp_path):
+    (tmp_path / "model").mkdir()
     with pytest.raises(ConfigError, match="run_config.json"):
-        export(str(tmp_path), str(tmp_path / "serving"))
+        export(str(tmp_path / "model"), str(tmp_path / "serving"))
+    assert not (tmp_path / "serving").exists()
 
 
 @pytest.mark.parametrize("damage", ["truncated-data", "zero-byte-index", "bit-flip", "missing"])
@@ -242,11 +372,16 @@ def test_unreadable_checkpoint_state_is_a_config_error(content, model_dir, tmp_p
 # The CLI
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
+def run_model(*args: str) -> subprocess.CompletedProcess:
+    """`python -m model ARGS` in a real process."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO)}
     env.pop("TF_LOGDIR", None)
-    return subprocess.run([sys.executable, "-m", "model", "export", *args], cwd=REPO, env=env,
+    return subprocess.run([sys.executable, "-m", "model", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=180)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return run_model("export", *args)
 
 
 def test_cli_export(trained_dir, tmp_path):

@@ -456,6 +456,35 @@ def test_export_refuses_to_overwrite_unless_asked(client, bucket, model_dir):
                                              if not n.endswith(gcs.EXPORT_MARKER))
 
 
+def test_overwrite_refuses_a_prefix_that_is_not_an_export(client, bucket, model_dir):
+    """`--overwrite` replaces a previous export only: a prefix holding something
+    else (here a model directory's files) is refused, naming them, untouched."""
+    from model.export import export
+
+    for name in ("checkpoint", "ckpt-10.index", "run_config.json"):
+        bucket.blob(f"not-an-export/{name}").upload_from_string(b"x")
+    before = object_names(client, bucket)
+    with pytest.raises(ConfigError, match="not a previous export") as excinfo:
+        export(str(model_dir), f"gs://{bucket.name}/not-an-export", overwrite=True)
+    assert "checkpoint, ckpt-10.index, run_config.json" in str(excinfo.value)
+    assert object_names(client, bucket) == before
+
+
+def test_gcs_export_records_the_model_and_its_step(client, bucket, model_dir, tmp_path):
+    import tensorflow as tf
+
+    from model.export import EXPORT_INFO, export
+
+    dest = f"gs://{bucket.name}/with-metadata"
+    export(str(model_dir), dest, checkpoint_path=str(model_dir / "ckpt-10"))
+    marker, _ = gcs.read_marker(dest, client)
+    assert marker["model"] == "mlp" and marker["trained_steps"] == 10
+    copy = Path(gcs.download_export(dest, str(tmp_path / "copy"), client))
+    assert json.loads((copy / EXPORT_INFO).read_text())["trained_steps"] == 10
+    loaded = tf.saved_model.load(str(copy))
+    assert loaded.trained_steps.numpy() == 10 and loaded.model_name.numpy() == b"mlp"
+
+
 def test_failed_upload_leaves_the_previous_export(client, bucket, model_dir, tmp_path):
     """Phase 1 fails half-way (an unreadable file): the destination still holds
     the previous complete export and no temporary objects remain."""
