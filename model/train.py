@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-import signal
 import threading
 import time
 
@@ -25,6 +24,7 @@ from model.data import MnistSplits, load_mnist
 from model.errors import ConfigError
 from model.gradient_exchange import ExchangePlan, exchange, plan_exchange
 from model.input_pipeline import train_dataset_fn
+from model.signals import StopSignals
 from model.train_state import (TrainState, apply_update, learning_rate, loss_fn,
                                regularization_gradient)
 
@@ -38,6 +38,14 @@ class Preempted(Exception):
 
     def __init__(self, step: int):
         super().__init__(f"preempted: checkpoint saved at step {step}")
+        self.step = step
+
+
+class Interrupted(Preempted):
+    """Ctrl-C (SIGINT) was received here; every worker saved a checkpoint at `step`."""
+
+    def __init__(self, step: int):
+        Exception.__init__(self, f"interrupted by Ctrl-C: checkpoint saved at step {step}")
         self.step = step
 
 
@@ -92,23 +100,6 @@ class TrainResult:
     weights_sha256: str  # fingerprint of the final weights: equal on every worker
     images_per_sec: float
     last_checkpoint: str
-
-
-class SigtermFlag:
-    """Sets a flag on SIGTERM instead of dying, restoring the old handler on exit."""
-
-    def __init__(self):
-        self.event = threading.Event()
-        self._previous = None
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, lambda *_: self.event.set())
-        return self.event
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
 
 
 def weights_fingerprint(state: TrainState) -> str:
@@ -230,16 +221,19 @@ def train(config: TrainConfig, *, strategy: tf.distribute.Strategy | None = None
 
     `strategy` defaults to the one for this process's cluster (cluster.py);
     `datasets` to the MNIST in `config.data_dir`; `stop_event` to a flag set
-    by SIGTERM. Raises `Preempted` after saving if the stop flag is raised.
+    by SIGTERM or SIGINT (model/signals.py). Raises `Preempted` after saving
+    if the stop flag is raised, `Interrupted` if it was this process's Ctrl-C.
     """
     config.validate()
-    # From here on SIGTERM only raises a flag that the workers agree on at the
-    # next loop call: a worker must not vanish between two collectives.
-    with SigtermFlag() as sigterm:
-        return _train(config, strategy, datasets, is_chief, stop_event or sigterm)
+    # From here on SIGTERM and SIGINT only raise a flag that the workers agree
+    # on at the next loop call: a worker must not vanish between two collectives.
+    with StopSignals() as signals:
+        return _train(config, strategy, datasets, is_chief, stop_event or signals.event,
+                      lambda: signals.interrupted)
 
 
-def _train(config: TrainConfig, strategy, datasets, is_chief, stop: threading.Event) -> TrainResult:
+def _train(config: TrainConfig, strategy, datasets, is_chief, stop: threading.Event,
+           interrupted=lambda: False) -> TrainResult:
     hp = config.hparams
     if strategy is None:
         from model.cluster import create_strategy
@@ -347,6 +341,10 @@ def _train(config: TrainConfig, strategy, datasets, is_chief, stop: threading.Ev
         if agreed[_STOP] > 0 and step < hp.max_steps:
             summary_writer.flush()
             writer.close()
+            if interrupted():
+                log.warning("train | step %d | Ctrl-C: checkpoint saved; run the same command "
+                            "again to resume from step %d", step, step)
+                raise Interrupted(step)
             log.warning("train | step %d | SIGTERM: checkpoint saved, exiting for restart", step)
             raise Preempted(step)
 

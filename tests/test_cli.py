@@ -234,6 +234,35 @@ def test_non_integer_tf_max_steps_exits_2_naming_it(tmp_path):
     assert not (tmp_path / "m").exists()
 
 
+# A bad cluster is refused before TensorFlow is imported (-X importtime lists every import)
+
+
+def tensorflow_imports(importtime_stderr: str) -> list[str]:
+    return [line for line in importtime_stderr.splitlines()
+            if line.startswith("import time:") and re.search(r"\|\s*tensorflow(\.\S*)?$", line)]
+
+
+@pytest.mark.parametrize("env,needles", [
+    (dict(TF_CONFIG=json.dumps({"cluster": {"worker": ["localhost"]},
+                                "task": {"type": "worker", "index": 0}})),
+     ["TF_CONFIG", "'localhost'", "host:port"]),
+    (dict(TF_CONFIG="{not json"), ["TF_CONFIG is not valid JSON"]),
+    (dict(JOB_COMPLETION_INDEX="2", MNIST_NUM_WORKERS="2", MNIST_WORKER_HOSTNAME_PREFIX="w",
+          MNIST_WORKER_SERVICE="s"), ["JOB_COMPLETION_INDEX=2", "MNIST_NUM_WORKERS=2"]),
+    (dict(JOB_COMPLETION_INDEX="0"), ["MNIST_NUM_WORKERS", "MNIST_WORKER_SERVICE"]),
+])
+def test_a_bad_cluster_is_refused_without_importing_tensorflow(tmp_path, env, needles):
+    args = ["train", "--model", "mlp", "--model-dir", str(tmp_path / "m")]
+    process = subprocess.run([PY, "-X", "importtime", "-m", "model", *args], cwd=REPO,
+                             env=cli_env(**env), stdin=subprocess.DEVNULL, capture_output=True,
+                             text=True, timeout=60)
+    result = Result(args, process.returncode, process.stdout, process.stderr)
+    assert_clean_error(result, *needles)
+    assert any(line.endswith("model.cluster") for line in process.stderr.splitlines()), str(result)
+    assert tensorflow_imports(process.stderr) == [], str(result)
+    assert not (tmp_path / "m").exists()
+
+
 # --------------------------------------------------------------------------
 # Configuration errors found after TensorFlow is imported
 
