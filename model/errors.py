@@ -29,5 +29,9 @@ class DataError(MnistTrainError):
     """An input file is missing, malformed or fails its checksum."""
 
 
+class ModelDirError(MnistTrainError):
+    """The model directory cannot be used: not a directory, read-only, no permission, full."""
+
+
 class CheckpointError(MnistTrainError):
     """The model directory holds checkpoints, but none can be restored."""

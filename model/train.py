@@ -249,6 +249,7 @@ def _train(config: TrainConfig, strategy, datasets, is_chief, stop: threading.Ev
     if datasets is None:
         datasets = load_mnist(config.data_dir, verify=config.verify_data)
 
+    checkpointing.prepare_model_dir(config.model_dir, chief=is_chief)
     checkpointing.check_run_config(config.model_dir, config.model, dataclasses.asdict(hp),
                                    write=is_chief)
     tf.random.set_seed(hp.seed)
