@@ -36,7 +36,6 @@ import threading
 log = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-SIGNAL_NAMES = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "SIGINT (Ctrl-C)"}
 
 
 def hold_stop_signals() -> None:
@@ -132,8 +131,9 @@ def _default_action_now(sig: int) -> None:
 
 
 # The guard is a separate process, not a thread: while the workers join, the
-# main thread sits in TensorFlow holding the GIL. It reads the worker's
-# pending signals from /proc (held signals stay pending until released).
+# main thread sits in TensorFlow, which may hold the GIL, and a SIGKILL must
+# come from outside. It reads the worker's pending signals from /proc (held
+# signals stay pending until released).
 _GUARD = r"""
 import os, select, signal, sys, time
 signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})  # inherited
