@@ -61,30 +61,35 @@ def test_no_signal_to_the_process_group_leaves_a_joining_worker_hung(tmp_path):
     """While a worker waits for its peers TensorFlow swallows SIGTERM and the main
     thread cannot run Python, so the start-up guard must act: it survives the
     group signal, ends the worker at once for SIGTERM and Ctrl-C, and never
-    outlives it (SIGHUP and SIGKILL end the worker themselves)."""
+    outlives it (SIGHUP and SIGKILL end the worker themselves). The same holds for
+    a SIGTERM to the worker alone, as the kubelet sends it."""
     sent_signals = [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGKILL]
-    workers = {sig: lone_worker(tmp_path, sig.name) for sig in sent_signals}
+    workers = {sig.name: lone_worker(tmp_path, sig.name) for sig in sent_signals}
+    # The kubelet signals the container's main process alone, not its group.
+    workers["SIGTERM to the worker alone"] = lone_worker(tmp_path, "SIGTERM-alone")
     try:
         guards = {}
-        for sig, worker in workers.items():
+        for name, worker in workers.items():
             worker.wait_for(JOINING, timeout=240)
-            guards[sig] = children(worker.popen.pid)
-            assert len(guards[sig]) == 1, f"{sig.name}: expected one guard process, got {guards[sig]}"
-        for sig, worker in workers.items():
-            os.killpg(worker.popen.pid, sig)
-        codes = {sig: worker.wait(20) for sig, worker in workers.items()}  # hung: fails here
+            guards[name] = children(worker.popen.pid)
+            assert len(guards[name]) == 1, f"{name}: expected one guard process, got {guards[name]}"
+        for sig in sent_signals:
+            os.killpg(workers[sig.name].popen.pid, sig)
+        workers["SIGTERM to the worker alone"].popen.send_signal(signal.SIGTERM)
+        codes = {name: worker.wait(20) for name, worker in workers.items()}  # hung: fails here
     finally:
         for worker in workers.values():
             worker.kill()
-    assert codes == {signal.SIGTERM: -signal.SIGKILL, signal.SIGINT: -signal.SIGKILL,
-                     signal.SIGHUP: -signal.SIGHUP, signal.SIGKILL: -signal.SIGKILL}
-    assert ("start-up | SIGTERM before training started: nothing to save; ending this worker now"
-            in workers[signal.SIGTERM].output())
-    assert "start-up | SIGINT (Ctrl-C) before training started" in workers[signal.SIGINT].output()
+    assert codes == {"SIGTERM": -signal.SIGKILL, "SIGINT": -signal.SIGKILL, "SIGHUP": -signal.SIGHUP,
+                     "SIGKILL": -signal.SIGKILL, "SIGTERM to the worker alone": -signal.SIGKILL}
+    for name in ("SIGTERM", "SIGTERM to the worker alone"):
+        assert ("start-up | SIGTERM before training started: nothing to save; ending this worker "
+                "now") in workers[name].output()
+    assert "start-up | SIGINT (Ctrl-C) before training started" in workers["SIGINT"].output()
     deadline = time.monotonic() + 10
     while any(running(pid) for pids in guards.values() for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.2)
-    left = {sig.name: pids for sig, pids in guards.items() if any(running(p) for p in pids)}
+    left = {name: pids for name, pids in guards.items() if any(running(p) for p in pids)}
     assert not left, f"start-up guards outlived their workers: {left}"
 
 
