@@ -4,7 +4,8 @@ One call of the compiled `train_loop` runs up to `steps_per_loop` steps. At
 its start the workers all-reduce (sum) a small vector of control flags, so
 decisions taken on one worker's clock or signal (save now, stop now) are
 agreed by all of them at the same step: a lone worker that saved or stopped
-would hang the others in their next collective.
+would hang the others in their next collective. A call that agrees to stop
+runs no step, so every worker saves at the step where the previous call ended.
 """
 
 from __future__ import annotations
@@ -195,6 +196,9 @@ def _make_train_loop(strategy, state: TrainState, hparams: Hyperparameters, glob
         loss_sum = tf.constant(0.0)
         correct_sum = tf.constant(0.0)
         lr = tf.constant(0.0)
+        # A stop agreed here runs no step: the signal is acted on at the end of
+        # the loop call that was running when it arrived.
+        num_steps = tf.where(agreed[_STOP] > 0, tf.zeros_like(num_steps), num_steps)
         for _ in tf.range(num_steps):
             images, labels = next(iterator)
             lr = learning_rate(hparams, state.step, global_batch)
@@ -304,6 +308,8 @@ def _train(config: TrainConfig, strategy, datasets, is_chief, stop: threading.Ev
             iterator, tf.constant(num_steps, tf.int64), flags)
         agreed = agreed.numpy()
         elapsed = time.monotonic() - t0
+        if agreed[_STOP] > 0:
+            num_steps = 0  # the loop call ran no step (see train_loop)
         step += num_steps
         if not logged_compile:  # the first call includes tracing: keep it out of img/s
             logged_compile = True
@@ -313,8 +319,9 @@ def _train(config: TrainConfig, strategy, datasets, is_chief, stop: threading.Ev
             total_time += elapsed
         window_steps += num_steps
 
-        summarize = step % config.save_summaries_steps == 0 or step == hp.max_steps
-        report = step % config.log_every_steps == 0 or step == hp.max_steps
+        summarize = num_steps > 0 and (step % config.save_summaries_steps == 0
+                                       or step == hp.max_steps)
+        report = num_steps > 0 and (step % config.log_every_steps == 0 or step == hp.max_steps)
         if summarize or report:
             now = time.monotonic()
             rate = window_steps * global_batch / max(now - window_start, 1e-9)

@@ -172,3 +172,22 @@ def test_a_finished_run_with_no_readable_checkpoint_is_refused(model_dir, datase
         data.write_bytes(b"")
     with pytest.raises(CheckpointError, match="none of the checkpoints"):
         resume(model_dir, datasets, max_steps=30)
+
+
+# --- stopping ---------------------------------------------------------------------------------
+
+def test_a_stop_agreed_at_a_loop_call_runs_no_further_step(model_dir, datasets):
+    """The stop flag is agreed at the start of a loop call; that call runs no step,
+    so a signal is acted on where the call in progress ends (here: at once)."""
+    import threading
+
+    from model.train import Preempted
+
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(Preempted) as raised:
+        train(config(model_dir, 40), strategy=tf.distribute.get_strategy(), datasets=datasets,
+              stop_event=stop)
+    assert raised.value.step == 30
+    assert sorted(p.name for p in model_dir.glob("ckpt-*.index"))[-1] == "ckpt-30.index"
+    assert checkpointing.read_complete_marker(str(model_dir)) is None
