@@ -10,23 +10,29 @@
 Checkpoints are numbered by global step. As in TF's official/core/train_lib,
 only the chief writes the real directory; other workers save too (saving a
 mirrored variable may need collectives) but into a private temporary
-directory that they delete.
+directory that they delete. That directory's name is fixed per worker and
+model directory, so the next start of a worker that was killed removes what
+it left behind. A save that fails half-way (a full disk) leaves TensorFlow's
+`ckpt-<step>_temp/` directory: it is removed at once, and again at the
+chief's next start.
 
 All I/O goes through tf.io.gfile so gs:// model directories work.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import re
+import shutil
 import tempfile
 import uuid
 
 import tensorflow as tf
 
-from model.errors import CheckpointError
+from model.errors import CheckpointError, ModelDirError
 from model.run_identity import COMPLETE_MARKER, RUN_CONFIG
 
 log = logging.getLogger(__name__)
@@ -36,6 +42,17 @@ TRAIN_SUMMARY_DIR = "train"
 EVAL_SUMMARY_DIR = "eval"
 
 _STEP_RE = re.compile(rf"{CHECKPOINT_PREFIX}-(\d+)$")
+# What tf.train.Checkpoint.write leaves when it fails half-way: a directory
+# <prefix>_temp holding part-<i>-of-<n>.{index,data-*}, each written as
+# <file>.tempstate<digits> first.
+_TEMP_DIR_RE = re.compile(rf"{CHECKPOINT_PREFIX}-\d+_temp$")
+_TEMP_PART_RE = re.compile(r"part-\d+-of-\d+(\.index|\.data-\d+-of-\d+)?(\.tempstate\d+)?$")
+
+# Errors that say the model directory itself is unusable: no restart helps.
+_UNUSABLE_DIR_ERRORS = (tf.errors.PermissionDeniedError, tf.errors.FailedPreconditionError,
+                        tf.errors.NotFoundError, tf.errors.InvalidArgumentError,
+                        tf.errors.UnauthenticatedError, tf.errors.AlreadyExistsError,
+                        tf.errors.ResourceExhaustedError, tf.errors.UnimplementedError)
 
 # What reading a damaged or vanishing checkpoint raises: truncated .data gives
 # IndexError, a zero-byte .index an OpError, a bit flip DataLossError (an
@@ -82,6 +99,79 @@ def _set_aside_unreadable_state(model_dir: str) -> None:
         tf.io.gfile.rename(join(model_dir, "checkpoint"), aside)
 
 
+def _reason(error: tf.errors.OpError) -> str:
+    """TensorFlow's message without the path it starts with ("<path>; Read-only file system")."""
+    message = str(error.message).strip().splitlines()[0] if error.message else type(error).__name__
+    return message.rsplit("; ", 1)[-1]
+
+
+def prepare_model_dir(model_dir: str, *, chief: bool) -> None:
+    """Refuse a model directory no restart can make usable (ModelDirError: exit 2).
+
+    Every worker checks that it is not a file; the chief, which writes there,
+    removes what failed saves left behind (see `remove_failed_saves`) and
+    then creates the directory and writes and removes a small file in it.
+    """
+    try:
+        if tf.io.gfile.exists(model_dir) and not tf.io.gfile.isdir(model_dir):
+            raise ModelDirError(f"the model directory {model_dir} is not a directory")
+        if not chief:
+            return
+        if tf.io.gfile.isdir(model_dir):
+            remove_failed_saves(model_dir)  # first: they may be what filled the disk
+        tf.io.gfile.makedirs(model_dir)
+        probe = join(model_dir, f".write-test-{uuid.uuid4().hex[:8]}")
+        with tf.io.gfile.GFile(probe, "w") as f:
+            f.write("ok\n")
+        tf.io.gfile.remove(probe)
+    except _UNUSABLE_DIR_ERRORS as e:
+        raise ModelDirError(f"cannot use {model_dir} as the model directory: cannot create or "
+                            f"write files there ({_reason(e)})") from None
+
+
+def remove_failed_saves(model_dir: str) -> list[str]:
+    """Remove the `ckpt-<step>_temp` directories that failed saves left; return their paths.
+
+    Only directories holding nothing but TensorFlow's temporary part files
+    are removed; anything else there is left alone, with a warning.
+    """
+    removed = []
+    for name in tf.io.gfile.listdir(model_dir):
+        name = name.rstrip("/")
+        path = join(model_dir, name)
+        if not _TEMP_DIR_RE.fullmatch(name) or not tf.io.gfile.isdir(path):
+            continue
+        strangers = [f for f in tf.io.gfile.listdir(path) if not _TEMP_PART_RE.fullmatch(f)]
+        if strangers:
+            log.warning("train | not removing %s: it holds files a checkpoint save does not "
+                        "write (%s)", path, ", ".join(sorted(strangers)[:5]))
+            continue
+        tf.io.gfile.rmtree(path)
+        removed.append(path)
+        log.warning("train | removed %s, left by a checkpoint save that failed", path)
+    return removed
+
+
+def worker_temp_dir(model_dir: str, task_index: int) -> str:
+    """A non-chief worker's private checkpoint directory, emptied of an earlier run's leftovers.
+
+    Named by worker and model directory, so a worker that was killed finds
+    and removes its old directory when it starts again; created with
+    mkdtemp (mode 0700, a new name) so nothing another user put in a shared
+    /tmp is ever used.
+    """
+    digest = hashlib.sha256(model_dir.encode()).hexdigest()[:12]
+    prefix = f"mnist-train-worker{task_index}-{digest}-"
+    parent = tempfile.gettempdir()
+    for name in os.listdir(parent):
+        path = os.path.join(parent, name)
+        if name.startswith(prefix) and not os.path.islink(path) and os.path.isdir(path) \
+                and os.stat(path).st_uid == os.getuid():
+            shutil.rmtree(path, ignore_errors=True)
+            log.info("train | removed %s, left by an earlier run of this worker", path)
+    return tempfile.mkdtemp(prefix=prefix)
+
+
 class CheckpointWriter:
     """Saves on every worker, into the real directory only on the chief."""
 
@@ -95,13 +185,22 @@ class CheckpointWriter:
             _set_aside_unreadable_state(model_dir)
         else:
             # Local disk, not the shared volume: non-chief copies are thrown away.
-            self.directory = tempfile.mkdtemp(prefix=f"mnist-train-worker{task_index}-")
+            self.directory = worker_temp_dir(model_dir, task_index)
         self.manager = tf.train.CheckpointManager(
             checkpoint, self.directory, max_to_keep=max_to_keep,
             checkpoint_name=CHECKPOINT_PREFIX)
 
     def save(self, step: int) -> str:
-        path = self.manager.save(checkpoint_number=step)
+        try:
+            path = self.manager.save(checkpoint_number=step)
+        except tf.errors.OpError as e:
+            remove_failed_saves(self.directory)
+            if isinstance(e, tf.errors.ResourceExhaustedError):
+                raise ModelDirError(f"no space left on the device saving checkpoint "
+                                    f"{CHECKPOINT_PREFIX}-{step} in {self.directory}; free space or "
+                                    "use a larger volume, then run again to resume from the last "
+                                    "checkpoint") from None
+            raise
         if not self.is_chief:
             tf.io.gfile.rmtree(self.directory)
             tf.io.gfile.makedirs(self.directory)

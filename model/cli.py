@@ -14,8 +14,8 @@ import sys
 
 from model.allocator import keep_freed_memory
 from model.config import ALL_REDUCE_DTYPES, COMPUTE_DTYPES, GRADIENT_EXCHANGES
-from model.errors import (EXIT_CONFIG_ERROR, EXIT_FAILURE, EXIT_OK, EXIT_PREEMPTED,
-                          ConfigError, MnistTrainError)
+from model.errors import (EXIT_CONFIG_ERROR, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK,
+                          EXIT_PREEMPTED, ConfigError, MnistTrainError)
 
 log = logging.getLogger("model")
 
@@ -40,7 +40,9 @@ environment variables (used when the flag is not given):
 
 exit codes: 0 done, 1 failure (e.g. a peer worker died: restart the group),
             2 bad configuration or data (retrying cannot help),
-            42 preempted by SIGTERM after saving a checkpoint (restart to resume)
+            42 preempted by SIGTERM after saving a checkpoint (restart to resume),
+            130 stopped by Ctrl-C after saving a checkpoint (run again to resume;
+                a second Ctrl-C aborts at once without saving)
 """
 
 
@@ -221,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _train(args) -> int:
     from model import config as presets
     from model.cluster import create_strategy, resolve_cluster
+    from model.signals import StartupGuard
 
     model = args.model or _env("MNIST_MODEL")
     if model not in ("mlp", "lenet5"):
@@ -231,27 +234,37 @@ def _train(args) -> int:
         "batch_size": args.batch_size, "learning_rate_base": args.learning_rate,
         "learning_rate_decay": args.learning_rate_decay, "momentum": args.momentum, "seed": args.seed}
     hp = dataclasses.replace(hp, **{k: v for k, v in overrides.items() if v is not None})
-    from model.train import TrainConfig
-    config = TrainConfig(
-        model=model, model_dir=args.model_dir or _env("TF_LOGDIR") or "", hparams=hp,
-        data_dir=args.data_dir or _default_data_dir(), verify_data=not args.no_verify,
-        save_checkpoints_steps=args.save_checkpoints_steps,
-        save_checkpoints_secs=_first(args.save_checkpoints_secs,
-                                     _env("TF_SAVE_CHECKPOINTS_SECS", float, minimum=1e-9)),
-        save_summaries_steps=_first(args.save_summaries_steps,
-                                    _env("TF_SAVE_SUMMARIES_STEPS", int, minimum=1), 100),
-        log_every_steps=args.log_every_steps, steps_per_loop=args.steps_per_loop,
-        keep_checkpoints=args.keep_checkpoints, all_reduce_dtype=args.all_reduce_dtype,
-        compute_dtype=args.compute_dtype, gradient_exchange=args.gradient_exchange)
-    config.validate()
-    cluster = resolve_cluster()  # before TensorFlow starts: a bad TF_CONFIG fails fast
-    config = dataclasses.replace(config, data_dir=_stage_data(config.data_dir, args))
-    log.info("config | %s", _describe(config))
-    strategy = create_strategy(cluster, collective_timeout_secs=args.collective_timeout_secs,
-                               startup_timeout_secs=args.startup_timeout_secs)
-    from model.train import Preempted, train
+    cluster = resolve_cluster()  # before TensorFlow is imported: a bad TF_CONFIG fails at once
+    # Until training starts, SIGTERM and Ctrl-C end a worker of a group at once
+    # (model/signals.py); a single worker needs no guard (no coordination service).
+    guard = StartupGuard() if cluster.tf_config is not None else None
+    try:
+        from model.train import TrainConfig  # imports TensorFlow
+        config = TrainConfig(
+            model=model, model_dir=args.model_dir or _env("TF_LOGDIR") or "", hparams=hp,
+            data_dir=args.data_dir or _default_data_dir(), verify_data=not args.no_verify,
+            save_checkpoints_steps=args.save_checkpoints_steps,
+            save_checkpoints_secs=_first(args.save_checkpoints_secs,
+                                         _env("TF_SAVE_CHECKPOINTS_SECS", float, minimum=1e-9)),
+            save_summaries_steps=_first(args.save_summaries_steps,
+                                        _env("TF_SAVE_SUMMARIES_STEPS", int, minimum=1), 100),
+            log_every_steps=args.log_every_steps, steps_per_loop=args.steps_per_loop,
+            keep_checkpoints=args.keep_checkpoints, all_reduce_dtype=args.all_reduce_dtype,
+            compute_dtype=args.compute_dtype, gradient_exchange=args.gradient_exchange)
+        config.validate()
+        config = dataclasses.replace(config, data_dir=_stage_data(config.data_dir, args))
+        log.info("config | %s", _describe(config))
+        strategy = create_strategy(cluster, collective_timeout_secs=args.collective_timeout_secs,
+                                   startup_timeout_secs=args.startup_timeout_secs, guard=guard)
+    finally:
+        if guard is not None:
+            guard.close()
+    from model.train import Interrupted, Preempted, train
     try:
         train(config, strategy=strategy, is_chief=cluster.is_chief)
+    except Interrupted as e:
+        log.warning("%s", e)
+        return EXIT_INTERRUPTED
     except Preempted as e:
         log.warning("%s", e)
         return EXIT_PREEMPTED
@@ -310,8 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     except MnistTrainError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return EXIT_CONFIG_ERROR
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt:  # Ctrl-C outside the training loop: nothing to save
+        print("interrupted (Ctrl-C)", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
     except Exception:  # noqa: BLE001 - a crash must still exit with the restartable code
         log.exception("failed")
         return EXIT_FAILURE

@@ -21,11 +21,10 @@ import json
 import logging
 import os
 import re
-import subprocess
-import sys
 from collections.abc import Mapping
 
 from model.errors import ConfigError
+from model.signals import StartupGuard, release_stop_signals
 
 log = logging.getLogger(__name__)
 
@@ -145,38 +144,17 @@ def resolve_cluster(environ: Mapping[str, str] | None = None) -> ClusterInfo:
     return ClusterInfo(config, task["type"], task["index"], num_workers, source)
 
 
-_WATCHDOG = r"""
-import os, signal, sys
-parent, timeout = int(sys.argv[1]), float(sys.argv[2])
-import select
-if not select.select([sys.stdin], [], [], timeout)[0]:  # no word from the parent in time
-    print(f"cluster | not every worker joined within {timeout:.0f} s (--startup-timeout-secs); "
-          "killing this worker so the group can be restarted", flush=True)
-    os.kill(parent, signal.SIGKILL)
-"""
-
-
-def _start_watchdog(timeout: float) -> subprocess.Popen:
-    """A separate process that kills this one unless stopped within `timeout`.
-
-    Not a thread: while MultiWorkerMirroredStrategy waits for its peers the
-    main thread sits in TensorFlow holding the GIL, and TensorFlow's own
-    SIGTERM handler swallows SIGTERM, so nothing inside this process can act.
-    """
-    return subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(timeout)],
-                            stdin=subprocess.PIPE)
-
-
-def _stop_watchdog(watchdog: subprocess.Popen) -> None:
-    watchdog.stdin.write(b"started\n")
-    watchdog.stdin.close()
-    watchdog.wait()
-
-
 def create_strategy(cluster: ClusterInfo | None = None,
                     collective_timeout_secs: float = DEFAULT_COLLECTIVE_TIMEOUT_SECS,
-                    startup_timeout_secs: float | None = DEFAULT_STARTUP_TIMEOUT_SECS):
+                    startup_timeout_secs: float | None = DEFAULT_STARTUP_TIMEOUT_SECS,
+                    guard: StartupGuard | None = None):
     """A MultiWorkerMirroredStrategy for `cluster` (resolved from the environment if None).
+
+    For a multi-worker cluster, `guard` (model/signals.py) ends this worker if
+    its peers have not all joined within `startup_timeout_secs`, or if SIGTERM
+    or SIGINT arrives meanwhile; the CLI creates it before importing
+    TensorFlow. Without one, a guard is created here and closed on return
+    (then signals that arrive while TensorFlow's threads start may be missed).
 
     Must run before any other TensorFlow op in the process: collective ops are
     configured at context creation. RING all-reduce on CPU, NCCL when GPUs are
@@ -202,15 +180,22 @@ def create_strategy(cluster: ClusterInfo | None = None,
         resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
     # MultiWorkerMirroredStrategy waits for every worker forever: a worker that
     # is frozen or never scheduled would hang the group instead of failing it.
-    watchdog = None
-    if resolver is not None and startup_timeout_secs:
-        watchdog = _start_watchdog(startup_timeout_secs)
+    own_guard = resolver is not None and guard is None
+    if own_guard:
+        guard = StartupGuard()
     try:
+        if resolver is not None:
+            log.info("cluster | waiting for all %d workers to join (up to %s)", cluster.num_workers,
+                     f"{startup_timeout_secs:g} s" if startup_timeout_secs else "no limit")
+            guard.joining(startup_timeout_secs)
         strategy = tf.distribute.MultiWorkerMirroredStrategy(
             cluster_resolver=resolver, communication_options=options)
+        if resolver is not None:
+            guard.joined()
     finally:
-        if watchdog is not None:
-            _stop_watchdog(watchdog)
+        if own_guard:
+            guard.close()
+            release_stop_signals()
     log.info("cluster | %s | task %s:%d of %d workers | %s all-reduce | %d replica(s) in sync",
              cluster.source, cluster.task_type, cluster.task_index, cluster.num_workers,
              "NCCL" if gpus else "RING", strategy.num_replicas_in_sync)

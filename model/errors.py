@@ -11,6 +11,7 @@ EXIT_OK = 0
 EXIT_FAILURE = 1  # unexpected error, e.g. a peer worker died: restart the group
 EXIT_CONFIG_ERROR = 2  # bad flags, bad TF_CONFIG, bad data: do not retry
 EXIT_PREEMPTED = 42  # SIGTERM received, checkpoint saved: restart and resume
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT): checkpoint saved if training had started
 
 
 class MnistTrainError(Exception):
@@ -26,6 +27,10 @@ class ConfigError(MnistTrainError):
 
 class DataError(MnistTrainError):
     """An input file is missing, malformed or fails its checksum."""
+
+
+class ModelDirError(MnistTrainError):
+    """The model directory cannot be used: not a directory, read-only, no permission, full."""
 
 
 class CheckpointError(MnistTrainError):

@@ -20,6 +20,7 @@ TRAIN_PROGRESS = re.compile(r"^train \| step (?P<step>\d+) \| loss (?P<loss>\S+)
 TRAIN_EXCHANGE = re.compile(r"^exchange \| (?P<plan>[^|]+?) \| (?P<wire>\S+) on the wire", re.M)
 TRAIN_SAVED = re.compile(r"^train \| step (?P<step>\d+) \| saved (?P<path>\S+)", re.M)
 TRAIN_PREEMPTED = re.compile(r"^train \| step (?P<step>\d+) \| SIGTERM: checkpoint saved", re.M)
+TRAIN_INTERRUPTED = re.compile(r"^train \| step (?P<step>\d+) \| Ctrl-C: checkpoint saved", re.M)
 TRAIN_DONE = re.compile(r"^train \| done \| step (?P<step>\d+) \| .*weights sha256 "
                         r"(?P<sha256>[0-9a-f]{64})", re.M)
 EVAL_VALIDATION = re.compile(r"^After (?P<step>\d+) training step\(s\), validation accuracy = "

@@ -4,7 +4,8 @@ One call of the compiled `train_loop` runs up to `steps_per_loop` steps. At
 its start the workers all-reduce (sum) a small vector of control flags, so
 decisions taken on one worker's clock or signal (save now, stop now) are
 agreed by all of them at the same step: a lone worker that saved or stopped
-would hang the others in their next collective.
+would hang the others in their next collective. A call that agrees to stop
+runs no step, so every worker saves at the step where the previous call ended.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
-import signal
 import threading
 import time
 
@@ -27,6 +27,7 @@ from model.errors import ConfigError
 from model.gradient_exchange import ExchangePlan, exchange, plan_exchange
 from model.input_pipeline import train_dataset_fn
 from model.lease import LeaseSettings
+from model.signals import StopSignals
 from model.train_state import (TrainState, apply_update, learning_rate, loss_fn,
                                regularization_gradient)
 
@@ -40,6 +41,14 @@ class Preempted(Exception):
 
     def __init__(self, step: int):
         super().__init__(f"preempted: checkpoint saved at step {step}")
+        self.step = step
+
+
+class Interrupted(Preempted):
+    """Ctrl-C (SIGINT) was received here; every worker saved a checkpoint at `step`."""
+
+    def __init__(self, step: int):
+        Exception.__init__(self, f"interrupted by Ctrl-C: checkpoint saved at step {step}")
         self.step = step
 
 
@@ -95,23 +104,6 @@ class TrainResult:
     weights_sha256: str  # fingerprint of the final weights: equal on every worker
     images_per_sec: float
     last_checkpoint: str
-
-
-class SigtermFlag:
-    """Sets a flag on SIGTERM instead of dying, restoring the old handler on exit."""
-
-    def __init__(self):
-        self.event = threading.Event()
-        self._previous = None
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, lambda *_: self.event.set())
-        return self.event
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
 
 
 def weights_fingerprint(state: TrainState) -> str:
@@ -207,6 +199,9 @@ def _make_train_loop(strategy, state: TrainState, hparams: Hyperparameters, glob
         loss_sum = tf.constant(0.0)
         correct_sum = tf.constant(0.0)
         lr = tf.constant(0.0)
+        # A stop agreed here runs no step: the signal is acted on at the end of
+        # the loop call that was running when it arrived.
+        num_steps = tf.where(agreed[_STOP] > 0, tf.zeros_like(num_steps), num_steps)
         for _ in tf.range(num_steps):
             images, labels = next(iterator)
             lr = learning_rate(hparams, state.step, global_batch)
@@ -243,17 +238,19 @@ def train(config: TrainConfig, *, strategy: tf.distribute.Strategy | None = None
 
     `strategy` defaults to the one for this process's cluster (cluster.py);
     `datasets` to the MNIST in `config.data_dir`; `stop_event` to a flag set
-    by SIGTERM. Raises `Preempted` after saving if the stop flag is raised.
+    by SIGTERM or SIGINT (model/signals.py). Raises `Preempted` after saving
+    if the stop flag is raised, `Interrupted` if it was this process's Ctrl-C.
     """
     config.validate()
-    # From here on SIGTERM only raises a flag that the workers agree on at the
-    # next loop call: a worker must not vanish between two collectives.
-    with SigtermFlag() as sigterm, contextlib.ExitStack() as on_exit:
-        return _train(config, strategy, datasets, is_chief, stop_event or sigterm, on_exit)
+    # From here on SIGTERM and SIGINT only raise a flag that the workers agree
+    # on at the next loop call: a worker must not vanish between two collectives.
+    with StopSignals() as signals, contextlib.ExitStack() as on_exit:
+        return _train(config, strategy, datasets, is_chief, stop_event or signals.event, on_exit,
+                      lambda: signals.interrupted)
 
 
 def _train(config: TrainConfig, strategy, datasets, is_chief, stop: threading.Event,
-           on_exit: contextlib.ExitStack) -> TrainResult:
+           on_exit: contextlib.ExitStack, interrupted=lambda: False) -> TrainResult:
     hp = config.hparams
     if strategy is None:
         from model.cluster import create_strategy
@@ -269,7 +266,8 @@ def _train(config: TrainConfig, strategy, datasets, is_chief, stop: threading.Ev
     if datasets is None:
         datasets = load_mnist(config.data_dir, verify=config.verify_data)
 
-    # Before anything is written: the chief takes the directory's lease; a
+    checkpointing.prepare_model_dir(config.model_dir, chief=is_chief)
+    # Before anything else is written: the chief takes the directory's lease; a
     # different run is refused (model/run_identity.py, model/lease.py).
     identity = run_identity.RunIdentity.of(config, num_workers=workers, global_batch=global_batch,
                                            train_images=datasets.train.images,
@@ -330,6 +328,8 @@ def _train(config: TrainConfig, strategy, datasets, is_chief, stop: threading.Ev
             iterator, tf.constant(num_steps, tf.int64), flags)
         agreed = agreed.numpy()
         elapsed = time.monotonic() - t0
+        if agreed[_STOP] > 0:
+            num_steps = 0  # the loop call ran no step (see train_loop)
         step += num_steps
         if not logged_compile:  # the first call includes tracing: keep it out of img/s
             logged_compile = True
@@ -339,8 +339,9 @@ def _train(config: TrainConfig, strategy, datasets, is_chief, stop: threading.Ev
             total_time += elapsed
         window_steps += num_steps
 
-        summarize = step % config.save_summaries_steps == 0 or step == hp.max_steps
-        report = step % config.log_every_steps == 0 or step == hp.max_steps
+        summarize = num_steps > 0 and (step % config.save_summaries_steps == 0
+                                       or step == hp.max_steps)
+        report = num_steps > 0 and (step % config.log_every_steps == 0 or step == hp.max_steps)
         if summarize or report:
             now = time.monotonic()
             rate = window_steps * global_batch / max(now - window_start, 1e-9)
@@ -368,6 +369,10 @@ def _train(config: TrainConfig, strategy, datasets, is_chief, stop: threading.Ev
         if agreed[_STOP] > 0 and step < hp.max_steps:
             summary_writer.flush()
             writer.close()
+            if interrupted():
+                log.warning("train | step %d | Ctrl-C: checkpoint saved; run the same command "
+                            "again to resume from step %d", step, step)
+                raise Interrupted(step)
             log.warning("train | step %d | SIGTERM: checkpoint saved, exiting for restart", step)
             raise Preempted(step)
 

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -56,11 +57,12 @@ class Result:
 class Command:
     """A started `python -m model` process; output goes to files so pipes never fill."""
 
-    def __init__(self, args: list[str], log_dir: Path, name: str, env: dict[str, str]):
+    def __init__(self, args: list[str], log_dir: Path, name: str, env: dict[str, str],
+                 prefix: tuple[str, ...] = ()):
         self.args = args
         self.out, self.err = log_dir / f"{name}.out", log_dir / f"{name}.err"
         with open(self.out, "wb") as out, open(self.err, "wb") as err:
-            self.process = subprocess.Popen([PY, "-m", "model", *args], cwd=REPO, env=env,
+            self.process = subprocess.Popen([*prefix, PY, "-m", "model", *args], cwd=REPO, env=env,
                                             stdin=subprocess.DEVNULL, stdout=out, stderr=err)
 
     def result(self, timeout: float = TIMEOUT) -> Result:
@@ -236,6 +238,35 @@ def test_non_integer_tf_max_steps_exits_2_naming_it(tmp_path):
     assert not (tmp_path / "m").exists()
 
 
+# A bad cluster is refused before TensorFlow is imported (-X importtime lists every import)
+
+
+def tensorflow_imports(importtime_stderr: str) -> list[str]:
+    return [line for line in importtime_stderr.splitlines()
+            if line.startswith("import time:") and re.search(r"\|\s*tensorflow(\.\S*)?$", line)]
+
+
+@pytest.mark.parametrize("env,needles", [
+    (dict(TF_CONFIG=json.dumps({"cluster": {"worker": ["localhost"]},
+                                "task": {"type": "worker", "index": 0}})),
+     ["TF_CONFIG", "'localhost'", "host:port"]),
+    (dict(TF_CONFIG="{not json"), ["TF_CONFIG is not valid JSON"]),
+    (dict(JOB_COMPLETION_INDEX="2", MNIST_NUM_WORKERS="2", MNIST_WORKER_HOSTNAME_PREFIX="w",
+          MNIST_WORKER_SERVICE="s"), ["JOB_COMPLETION_INDEX=2", "MNIST_NUM_WORKERS=2"]),
+    (dict(JOB_COMPLETION_INDEX="0"), ["MNIST_NUM_WORKERS", "MNIST_WORKER_SERVICE"]),
+])
+def test_a_bad_cluster_is_refused_without_importing_tensorflow(tmp_path, env, needles):
+    args = ["train", "--model", "mlp", "--model-dir", str(tmp_path / "m")]
+    process = subprocess.run([PY, "-X", "importtime", "-m", "model", *args], cwd=REPO,
+                             env=cli_env(**env), stdin=subprocess.DEVNULL, capture_output=True,
+                             text=True, timeout=60)
+    result = Result(args, process.returncode, process.stdout, process.stderr)
+    assert_clean_error(result, *needles)
+    assert any(line.endswith("model.cluster") for line in process.stderr.splitlines()), str(result)
+    assert tensorflow_imports(process.stderr) == [], str(result)
+    assert not (tmp_path / "m").exists()
+
+
 # --------------------------------------------------------------------------
 # Configuration errors found after TensorFlow is imported
 
@@ -259,6 +290,70 @@ def test_malformed_tf_config_exits_2_before_training(runs):
     # Rejected before the strategy is created, let alone training started.
     assert "cluster |" not in result.stdout and "train | start" not in result.stdout, str(result)
     assert not runs["dirs"]["bad_tf_config"].exists()
+
+
+# --------------------------------------------------------------------------
+# Model directories no restart can make usable: exit 2, not 1 (which restarts the group)
+
+AS_ROOT = os.geteuid() == 0 and shutil.which("unshare") is not None
+# In a private mount namespace (root only): the directory "$0" bind-mounted read-only, or
+# a 3 MB tmpfs mounted on it (an MLP checkpoint is about 5 MB), then the command.
+READ_ONLY_MOUNT = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"'
+FULL_DISK = ('mount -t tmpfs -o size=3m tmpfs "$0" && "$@"; code=$?; '
+             'ls -A "$0/model" > "$0.listing"; exit $code')
+
+
+@pytest.fixture(scope="module")
+def unusable(tmp_path_factory):
+    root = tmp_path_factory.mktemp("unusable")
+    logs = root / "logs"
+    logs.mkdir()
+    (root / "a-file").write_text("not a directory\n")
+    read_only, full = root / "read-only", root / "full"
+    read_only.mkdir()
+    full.mkdir()
+    train = ["train", "--model", "mlp", "--max-steps", "20", "--save-checkpoints-steps", "10"]
+    specs = {"file": ([*train, "--model-dir", str(root / "a-file")], ()),
+             "proc": ([*train, "--model-dir", "/proc/mnist-model"], ())}
+    if AS_ROOT:
+        specs["read_only"] = ([*train, "--model-dir", str(read_only / "model")],
+                              ("unshare", "-m", "sh", "-c", READ_ONLY_MOUNT, str(read_only)))
+        specs["full"] = ([*train, "--model-dir", str(full / "model")],
+                         ("unshare", "-m", "sh", "-c", FULL_DISK, str(full)))
+    else:  # as a user, a directory without write permission
+        read_only.chmod(0o555)
+        specs["read_only"] = ([*train, "--model-dir", str(read_only / "model")], ())
+    commands = {name: Command(args, logs, name, cli_env(), prefix)
+                for name, (args, prefix) in specs.items()}
+    try:
+        results = {name: command.result() for name, command in commands.items()}
+    finally:
+        for command in commands.values():
+            command.kill()
+        read_only.chmod(0o755)
+    return dict(results=results, root=root)
+
+
+@pytest.mark.parametrize("name,needles", [
+    ("file", ["a-file", "is not a directory"]),
+    ("proc", ["/proc/mnist-model", "cannot use", "No such file or directory"]),
+    ("read_only", ["read-only/model", "cannot use", "Read-only file system" if AS_ROOT
+                   else "Permission denied"]),
+])
+def test_an_unusable_model_dir_exits_2_naming_it(unusable, name, needles):
+    result = unusable["results"][name]
+    assert_clean_error(result, *needles)
+    assert "train | start" not in result.stdout, str(result)
+
+
+@pytest.mark.skipif(not AS_ROOT, reason="mounting a small tmpfs needs root")
+def test_a_full_disk_exits_2_and_leaves_no_temporary_checkpoint(unusable):
+    """A real full filesystem: the first checkpoint does not fit."""
+    result = unusable["results"]["full"]
+    assert_clean_error(result, "no space left", "ckpt-10", "run again to resume")
+    listing = (unusable["root"] / "full.listing").read_text().split()
+    assert not [name for name in listing if "_temp" in name or "tempstate" in name], listing
+    assert "removed" in result.stdout and "ckpt-10_temp" in result.stdout, str(result)
 
 
 # --------------------------------------------------------------------------

@@ -120,6 +120,10 @@ def test_sigkill_of_one_worker_then_restart_resumes_from_the_last_checkpoint(tmp
         assert restored_step(worker.output()) == last_saved
     (step0, weights0), (step1, weights1) = (done_line(w) for w in second)
     assert step0 == step1 == 1000 and weights0 == weights1
+    # The killed worker's temporary checkpoint directory went when it started again.
+    # (TensorFlow's autograph leaves its own __autograph_generated_file*.py after a SIGKILL.)
+    leftovers = list(cluster.worker_tmp[1].glob("mnist-train-worker*"))
+    assert not leftovers, f"worker 1 left temporary checkpoint directories: {leftovers}"
 
 
 def test_sigterm_saves_on_every_worker_and_exits_with_the_preemption_code(tmp_path):

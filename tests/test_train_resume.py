@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 import tensorflow as tf
@@ -113,3 +115,81 @@ def test_unknown_choices_are_config_errors(tmp_path, field, value, message):
     cfg = dataclasses.replace(config(tmp_path / "model", 10), **{field: value})
     with pytest.raises(ConfigError, match=message):
         cfg.validate()
+
+
+# --- what failed saves and killed workers leave behind -------------------------------------
+
+TEMP_PART = "part-00000-of-00001.data-00000-of-00001.tempstate8151906581"
+
+
+def test_the_chief_removes_what_a_failed_save_left_and_nothing_else(model_dir, datasets):
+    failed = model_dir / "ckpt-40_temp"
+    failed.mkdir()
+    (failed / TEMP_PART).write_bytes(b"\0" * 1000)
+    (failed / "part-00000-of-00001.index").write_bytes(b"")
+    foreign = model_dir / "ckpt-41_temp"  # holds a file no save writes: not ours to delete
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me\n")
+    resume(model_dir, datasets)
+    assert not failed.exists()
+    assert (foreign / "notes.txt").read_text() == "keep me\n"
+
+
+def test_a_non_chief_never_removes_anything_from_the_model_dir(model_dir):
+    failed = model_dir / "ckpt-40_temp"
+    failed.mkdir()
+    (failed / TEMP_PART).write_bytes(b"")
+    checkpointing.prepare_model_dir(str(model_dir), chief=False)
+    assert (failed / TEMP_PART).exists()
+
+
+def test_a_worker_removes_the_temporary_directory_its_killed_predecessor_left(tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    killed = checkpointing.worker_temp_dir("/runs/a", task_index=1)
+    (Path(killed) / TEMP_PART).write_bytes(b"")
+    other_worker = checkpointing.worker_temp_dir("/runs/a", task_index=2)
+    other_run = checkpointing.worker_temp_dir("/runs/b", task_index=1)
+    restarted = checkpointing.worker_temp_dir("/runs/a", task_index=1)
+    assert not Path(killed).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        Path(p).name for p in (restarted, other_worker, other_run))
+
+
+# --- a completed run whose final checkpoint is damaged --------------------------------------
+
+def test_a_damaged_final_checkpoint_of_a_finished_run_is_trained_again_exactly(model_dir, datasets):
+    """The data order is a function of the step: the final checkpoint is rebuilt bit for bit."""
+    final_weights = resume(model_dir, datasets, max_steps=40).weights_sha256
+    data = next(model_dir.glob("ckpt-40.data-*"))
+    data.write_bytes(data.read_bytes()[:100])
+    result = resume(model_dir, datasets, max_steps=40)
+    assert (result.start_step, result.final_step) == (30, 40)
+    assert result.weights_sha256 == final_weights
+    assert checkpointing.read_complete_marker(str(model_dir)) == 40
+
+
+def test_a_finished_run_with_no_readable_checkpoint_is_refused(model_dir, datasets):
+    for data in model_dir.glob("ckpt-*.data-*"):
+        data.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="none of the checkpoints"):
+        resume(model_dir, datasets, max_steps=30)
+
+
+# --- stopping ---------------------------------------------------------------------------------
+
+def test_a_stop_agreed_at_a_loop_call_runs_no_further_step(model_dir, datasets):
+    """The stop flag is agreed at the start of a loop call; that call runs no step,
+    so a signal is acted on where the call in progress ends (here: at once)."""
+    import threading
+
+    from model.train import Preempted
+
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(Preempted) as raised:
+        train(config(model_dir, 40), strategy=tf.distribute.get_strategy(), datasets=datasets,
+              stop_event=stop)
+    assert raised.value.step == 30
+    assert sorted(p.name for p in model_dir.glob("ckpt-*.index"))[-1] == "ckpt-30.index"
+    assert checkpointing.read_complete_marker(str(model_dir)) is None
