@@ -434,3 +434,37 @@ def test_a_model_directory_that_is_a_file_is_a_config_error(tmp_path):
     target.write_text("not a directory")
     with pytest.raises(ConfigError, match=f"cannot read the model directory {target}: Not a directory"):
         leases.acquire(str(target), run_id=RUN_A, settings=settings())
+
+
+@pytest.mark.slow
+def test_the_other_workers_restore_only_once_the_chief_holds_the_lease(tmp_path):
+    """While the chief waits for a live holder of the same run (the old group of
+    a `helm upgrade`, still saving), its peers must not restore: the newest
+    checkpoint is only final once the old holder has let go, and a group whose
+    workers restored different steps would diverge. Nothing in train.py has to
+    enforce this: MultiWorkerMirroredStrategy broadcasts every variable's
+    initial value from the chief when it is created, so the other workers wait
+    there until the chief, past the lease, creates its own. This test pins it."""
+    cluster = Cluster(tmp_path, workers=2, train_args=[
+        "--model", "mlp", "--save-checkpoints-steps", "100", "--steps-per-loop", "50"])
+    ttl = {leases.TTL_ENV: "1"}
+    try:
+        assert [w.wait(240) for w in cluster.start_workers(attempt=0, extra=["--max-steps", "100"])] \
+            == [0, 0]
+        run_id = json.loads((cluster.model_dir / "run_config.json").read_text())["run_id"]
+        holder = start_holder(cluster.model_dir, run_id, ttl=1.0)
+        try:
+            chief, peer = cluster.start_workers(attempt=1, extra=["--max-steps", "200"], env=ttl)
+            chief.wait_for(log_lines.LEASE_WAITING.pattern, timeout=240)
+            time.sleep(3)
+            assert not log_lines.TRAIN_RESTORED.search(peer.output()), \
+                "a worker restored while the chief was still waiting for the lease"
+        finally:
+            holder.send_signal(signal.SIGKILL)
+            holder.wait()
+        assert [chief.wait(240), peer.wait(240)] == [0, 0]
+    finally:
+        cluster.stop_all()
+    assert log_lines.LEASE_TAKEN_OVER.search(chief.output())
+    assert [int(log_lines.TRAIN_RESTORED.search(w.output())["step"]) for w in (chief, peer)] == [100, 100]
+    assert done_line(chief) == done_line(peer) and done_line(chief)[0] == 200
