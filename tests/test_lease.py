@@ -141,14 +141,14 @@ def test_another_runs_live_lease_is_refused_naming_the_holder(tmp_path):
 
 
 def test_the_holder_renews_its_lease(tmp_path):
-    with leases.acquire(str(tmp_path), run_id=RUN_A, settings=settings(ttl=0.4)):
+    with leases.acquire(str(tmp_path), run_id=RUN_A, settings=settings(ttl=1.0)):
         first = lease_file(tmp_path)
-        time.sleep(1.0)
+        time.sleep(2.0)
         later = lease_file(tmp_path)
         assert later["renewals"] >= 2 and later["expires_unix_time"] > first["expires_unix_time"]
         # Renewed: still live well past its first TTL, so another run is still refused.
         with pytest.raises(leases.LeaseHeld):
-            leases.acquire(str(tmp_path), run_id=RUN_B, settings=settings(ttl=0.4))
+            leases.acquire(str(tmp_path), run_id=RUN_B, settings=settings(ttl=1.0))
 
 
 def test_the_same_run_waits_for_the_holder_to_release(tmp_path, caplog):
@@ -246,7 +246,7 @@ def test_a_sigkilled_holders_lease_expires_and_the_same_run_takes_it_over(tmp_pa
     with leases.acquire(str(tmp_path), run_id=RUN_A, settings=settings(ttl=1.0, wait=10)):
         taken = time.monotonic() - t0
         assert lease_file(tmp_path)["holder"]["pid"] == os.getpid()
-    assert taken < 2.5, taken
+    assert taken < 5, taken
     match = log_lines.LEASE_TAKEN_OVER.search(messages(caplog))
     assert match and f"pid {proc.pid}" in match["holder"], caplog.text
 
