@@ -44,7 +44,7 @@ ALREADY_COMPLETE = re.compile(r"^train \| already complete at step (?P<step>\d+)
                               r"\(--max-steps (?P<max_steps>\d+)\): nothing to train", re.M)
 LEASE_ACQUIRED_FORMAT = "lease | acquired %s | run %s | expires %.0f s after its last renewal"
 LEASE_ACQUIRED = re.compile(r"^lease \| acquired (?P<path>\S+) \| run (?P<run_id>[0-9a-f]{12}) ", re.M)
-LEASE_TAKEN_OVER_FORMAT = "lease | took over %s from %s: it expired (not renewed for %.0f s) | run %s"
+LEASE_TAKEN_OVER_FORMAT = "lease | took over %s from %s: it expired (a lease lasts %.0f s) | run %s"
 LEASE_TAKEN_OVER = re.compile(r"^lease \| took over (?P<path>\S+) from (?P<holder>.*): it expired "
                               r".* \| run (?P<run_id>[0-9a-f]{12})$", re.M)
 LEASE_WAITING_FORMAT = ("lease | %s is held by %s, a trainer of this same run; waiting up to %.0f s "

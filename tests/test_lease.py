@@ -141,14 +141,14 @@ def test_another_runs_live_lease_is_refused_naming_the_holder(tmp_path):
 
 
 def test_the_holder_renews_its_lease(tmp_path):
-    with leases.acquire(str(tmp_path), run_id=RUN_A, settings=settings(ttl=0.4)):
+    with leases.acquire(str(tmp_path), run_id=RUN_A, settings=settings(ttl=1.0)):
         first = lease_file(tmp_path)
-        time.sleep(1.0)
+        time.sleep(2.0)
         later = lease_file(tmp_path)
         assert later["renewals"] >= 2 and later["expires_unix_time"] > first["expires_unix_time"]
         # Renewed: still live well past its first TTL, so another run is still refused.
         with pytest.raises(leases.LeaseHeld):
-            leases.acquire(str(tmp_path), run_id=RUN_B, settings=settings(ttl=0.4))
+            leases.acquire(str(tmp_path), run_id=RUN_B, settings=settings(ttl=1.0))
 
 
 def test_the_same_run_waits_for_the_holder_to_release(tmp_path, caplog):
@@ -246,7 +246,7 @@ def test_a_sigkilled_holders_lease_expires_and_the_same_run_takes_it_over(tmp_pa
     with leases.acquire(str(tmp_path), run_id=RUN_A, settings=settings(ttl=1.0, wait=10)):
         taken = time.monotonic() - t0
         assert lease_file(tmp_path)["holder"]["pid"] == os.getpid()
-    assert taken < 2.5, taken
+    assert taken < 5, taken
     match = log_lines.LEASE_TAKEN_OVER.search(messages(caplog))
     assert match and f"pid {proc.pid}" in match["holder"], caplog.text
 
@@ -434,3 +434,37 @@ def test_a_model_directory_that_is_a_file_is_a_config_error(tmp_path):
     target.write_text("not a directory")
     with pytest.raises(ConfigError, match=f"cannot read the model directory {target}: Not a directory"):
         leases.acquire(str(target), run_id=RUN_A, settings=settings())
+
+
+@pytest.mark.slow
+def test_the_other_workers_restore_only_once_the_chief_holds_the_lease(tmp_path):
+    """While the chief waits for a live holder of the same run (the old group of
+    a `helm upgrade`, still saving), its peers must not restore: the newest
+    checkpoint is only final once the old holder has let go, and a group whose
+    workers restored different steps would diverge. Nothing in train.py has to
+    enforce this: MultiWorkerMirroredStrategy broadcasts every variable's
+    initial value from the chief when it is created, so the other workers wait
+    there until the chief, past the lease, creates its own. This test pins it."""
+    cluster = Cluster(tmp_path, workers=2, train_args=[
+        "--model", "mlp", "--save-checkpoints-steps", "100", "--steps-per-loop", "50"])
+    ttl = {leases.TTL_ENV: "1"}
+    try:
+        assert [w.wait(240) for w in cluster.start_workers(attempt=0, extra=["--max-steps", "100"])] \
+            == [0, 0]
+        run_id = json.loads((cluster.model_dir / "run_config.json").read_text())["run_id"]
+        holder = start_holder(cluster.model_dir, run_id, ttl=1.0)
+        try:
+            chief, peer = cluster.start_workers(attempt=1, extra=["--max-steps", "200"], env=ttl)
+            chief.wait_for(log_lines.LEASE_WAITING.pattern, timeout=240)
+            time.sleep(3)
+            assert not log_lines.TRAIN_RESTORED.search(peer.output()), \
+                "a worker restored while the chief was still waiting for the lease"
+        finally:
+            holder.send_signal(signal.SIGKILL)
+            holder.wait()
+        assert [chief.wait(240), peer.wait(240)] == [0, 0]
+    finally:
+        cluster.stop_all()
+    assert log_lines.LEASE_TAKEN_OVER.search(chief.output())
+    assert [int(log_lines.TRAIN_RESTORED.search(w.output())["step"]) for w in (chief, peer)] == [100, 100]
+    assert done_line(chief) == done_line(peer) and done_line(chief)[0] == 200
