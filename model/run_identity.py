@@ -1,9 +1,14 @@
 """What a run IS, recorded once in `<model-dir>/run_config.json`, and the start-up checks.
 
-A run is defined by everything that changes the numbers it computes: the
-network, the hyperparameters (not `max_steps`: more steps extend a run), the
-per-worker batch, the number of workers and so the global batch, the compute
-and all-reduce settings, and the training data (by digest, not by path). The
+A run is defined by what it learns from and how: the network, the
+hyperparameters (not `max_steps`: more steps extend a run), the per-worker
+batch, the number of workers and so the global batch, and the training data
+(by digest, not by path). How the steps are computed (`EXECUTION`: compute
+dtype, the gradients' dtype on the wire, the gradient exchange) is recorded
+as the run was created but may change on a resume, with one line saying so:
+the checkpoint is float32 whichever is used, and they change the sums only
+by rounding (a float32 run resumed with bfloat16 layers on faster hardware
+is the same run). The
 chief records these when the run is created (create-if-absent, see
 model/guarded_json.py) and never rewrites them; `run_id` is a digest of them.
 A start whose configuration defines a different run is refused (exit 2) with
@@ -46,6 +51,8 @@ COMPLETE_MARKER = "training_complete.json"
 FORMAT = 2  # run_config.json without "format": written before runs had an identity
 # Hyperparameters that do not define the run: a resume may change them.
 NOT_IDENTITY = ("max_steps",)
+# How the steps are computed: recorded, not compared (see the module docstring).
+EXECUTION = ("compute_dtype", "all_reduce_dtype", "gradient_exchange")
 WHAT_TO_DO = ("start a separate run in another directory (on the chart: set "
               "storage.modelDirName), or delete {model_dir} to replace this run")
 
@@ -86,8 +93,9 @@ class RunIdentity:
                    data_sha256=data_digest(train_images, train_labels))
 
     def fields(self) -> dict:
-        """Flat `name -> value`; hyperparameters as `hparams.<name>`."""
-        flat = dataclasses.asdict(self)
+        """Flat `name -> value` of what defines the run (not `EXECUTION`);
+        hyperparameters as `hparams.<name>`."""
+        flat = {k: v for k, v in dataclasses.asdict(self).items() if k not in EXECUTION}
         hparams = flat.pop("hparams")
         return {"model": flat.pop("model"), **{f"hparams.{k}": v for k, v in hparams.items()}, **flat}
 
@@ -115,8 +123,7 @@ def _recorded_fields(record: dict) -> dict:
     flat = {"model": record.get("model"), **{f"hparams.{k}": v for k, v in hparams.items()}}
     if record.get("format") is None:  # an earlier version recorded the model and hparams only
         return flat
-    for name in ("num_workers", "global_batch", "compute_dtype", "all_reduce_dtype",
-                 "gradient_exchange", "data_sha256"):
+    for name in ("num_workers", "global_batch", "data_sha256"):
         flat[name] = record.get(name)
     return flat
 
@@ -131,6 +138,12 @@ def differences(record: dict, identity: RunIdentity) -> list[str]:
             for name in names if recorded.get(name) != current.get(name)]
 
 
+def execution_changes(record: dict, identity: RunIdentity) -> list[str]:
+    """`setting: recorded → now` for each `EXECUTION` setting this start changes."""
+    return [f"{name}: {record[name]} → {getattr(identity, name)}" for name in EXECUTION
+            if name in record and record[name] != getattr(identity, name)]
+
+
 def _show(value) -> str:
     if value is None:
         return "(not set)"
@@ -143,7 +156,7 @@ def _refuse(model_dir: str, record: dict, diffs: list[str]) -> RunMismatch:
     return RunMismatch(
         f"model directory {model_dir} holds another run (run {record.get('run_id', '?')}{when}; "
         f"{child(model_dir, RUN_CONFIG)}); this configuration differs in {'; '.join(diffs)}. "
-        "A run's model, hyperparameters, batch size, worker count, compute settings and data are "
+        "A run's model, hyperparameters, batch size, worker count and data are "
         "fixed when it is created; only --max-steps may change on resume. To train this "
         f"configuration, {WHAT_TO_DO.format(model_dir=model_dir)}")
 
@@ -172,6 +185,10 @@ def check_or_record(model_dir: str, identity: RunIdentity, *, max_steps: int, wr
         diffs = differences(record, identity)
         if diffs:
             raise _refuse(model_dir, record, diffs)
+        changed = execution_changes(record, identity)
+        if changed and write:
+            log.info("run | resuming run %s with other execution settings (%s): the same run, "
+                     "computed differently", record.get("run_id", "?"), "; ".join(changed))
         if record.get("format") is not None or not write:
             return record
         # An earlier version's record: same model and hyperparameters. It never

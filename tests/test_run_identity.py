@@ -52,13 +52,14 @@ def messages(caplog) -> str:
 
 # ---------------------------------------------------------------- the identity
 
-def test_the_run_id_follows_every_identity_field_but_not_max_steps():
+def test_the_run_id_follows_every_identity_field_but_not_max_steps_or_execution():
     base = identity()
-    assert identity(max_steps=123).run_id == base.run_id
+    for same in (identity(max_steps=123), identity(compute_dtype="bfloat16"),
+                 identity(all_reduce_dtype="bfloat16"), identity(gradient_exchange="all-reduce")):
+        assert same.run_id == base.run_id
     changed = [identity(seed=1), identity(batch_size=50), identity(num_workers=2),
                identity(learning_rate_base=0.2), identity(momentum=0.5), identity(model="lenet5"),
-               identity(compute_dtype="bfloat16"), identity(all_reduce_dtype="bfloat16"),
-               identity(gradient_exchange="all-reduce"), identity(images=IMAGES[::-1])]
+               identity(images=IMAGES[::-1])]
     ids = {i.run_id for i in changed}
     assert base.run_id not in ids and len(ids) == len(changed)
 
@@ -88,10 +89,10 @@ def test_another_run_is_refused_naming_each_difference_and_what_to_do(tmp_path):
                                      max_steps=100, write=True)
     message = str(refused.value)
     for part in ("hparams.seed: 0 → 7", "num_workers: 1 → 2", "global_batch: 100 → 200",
-                 "compute_dtype: float32 → bfloat16", "storage.modelDirName",
+                 "storage.modelDirName",
                  f"delete {tmp_path} to replace this run", identity().run_id):
         assert part in message, message
-    assert "batch_size" not in message  # only what differs
+    assert "batch_size" not in message and "compute_dtype" not in message  # only what defines it
     assert (tmp_path / run_identity.RUN_CONFIG).read_bytes() == saved
     assert isinstance(refused.value, ConfigError)  # exit 2
 
@@ -214,14 +215,25 @@ def test_fewer_steps_than_done_is_complete_too(model_dir, datasets, caplog):
 @pytest.mark.parametrize("change, difference", [
     ({"batch_size": 50}, "hparams.batch_size: 100 → 50"),
     ({"seed": 3}, "hparams.seed: 0 → 3"),
-    ({"compute_dtype": "bfloat16"}, "compute_dtype: float32 → bfloat16"),
-    ({"all_reduce_dtype": "bfloat16"}, "all_reduce_dtype: float32 → bfloat16"),
 ])
 def test_a_resume_that_would_change_the_math_is_refused(model_dir, datasets, change, difference):
     before = snapshot(model_dir)
     with pytest.raises(run_identity.RunMismatch, match=difference):
         train(model_dir, datasets, 40, **change)
     assert snapshot(model_dir) == before
+
+
+def test_a_resume_with_other_execution_settings_is_the_same_run_and_says_so(tmp_path, caplog):
+    """Compute dtype, wire dtype and exchange change how the steps are computed,
+    not what the run is: accepted, logged, and the record is not rewritten."""
+    caplog.set_level(logging.INFO)
+    run_identity.check_or_record(str(tmp_path), identity(), max_steps=100, write=True)
+    saved = (tmp_path / run_identity.RUN_CONFIG).read_bytes()
+    run_identity.check_or_record(str(tmp_path), identity(compute_dtype="bfloat16",
+                                                         gradient_exchange="all-reduce"),
+                                 max_steps=100, write=True)
+    assert "compute_dtype: float32 → bfloat16; gradient_exchange: auto → all-reduce" in messages(caplog)
+    assert (tmp_path / run_identity.RUN_CONFIG).read_bytes() == saved
 
 
 # ---------------------------------------------------------------- another worker count
