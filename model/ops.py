@@ -65,11 +65,15 @@ EXIT_TIMEOUT = 124
 EXIT_MEANINGS = {
     0: "completed",
     1: "failed: unexpected error (e.g. a peer worker died); the group is retried",
-    2: "configuration or data error: retrying cannot help, the Job fails at once; see the log's "
-       "`error:` line",
+    2: "configuration or data error: retrying cannot help, the Job fails at once (bad flags or "
+       "data, an unusable model directory, a directory holding another run or held by another "
+       "live trainer); see the log's `error:` line",
     EXIT_PREEMPTED: "preempted: SIGTERM received and a checkpoint saved; the pod is replaced "
                     "without counting as a failure and training resumes",
-    137: "killed by SIGKILL (no checkpoint at exit; resumes from the last one)",
+    130: "interrupted by Ctrl-C (SIGINT): a checkpoint saved; run it again to resume",
+    137: "killed by SIGKILL (no checkpoint at exit; resumes from the last one): the kubelet "
+         "after the grace period, the OOM killer, or the start-up guard (a peer never joined, "
+         "or SIGTERM while waiting for peers)",
     143: "stopped by SIGTERM before it could save",
 }
 JOB_FAILURE_REASONS = {
