@@ -23,6 +23,7 @@ TRAIN_PREEMPTED = re.compile(r"^train \| step (?P<step>\d+) \| SIGTERM: checkpoi
 TRAIN_INTERRUPTED = re.compile(r"^train \| step (?P<step>\d+) \| Ctrl-C: checkpoint saved", re.M)
 TRAIN_DONE = re.compile(r"^train \| done \| step (?P<step>\d+) \| .*weights sha256 "
                         r"(?P<sha256>[0-9a-f]{64})", re.M)
+TRAIN_DONE_FORMAT = "train | done | step %d | %.0f img/s | weights sha256 %s"
 EVAL_VALIDATION = re.compile(r"^After (?P<step>\d+) training step\(s\), validation accuracy = "
                              r"(?P<accuracy>[0-9.eE+-]+)", re.M)
 EVAL_TEST = re.compile(r"^After (?P<step>\d+) training step\(s\), test accuracy = "

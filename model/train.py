@@ -20,7 +20,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from model import checkpointing, run_identity
+from model import checkpointing, log_lines, run_identity
 from model.config import ALL_REDUCE_DTYPES, COMPUTE_DTYPES, GRADIENT_EXCHANGES, Hyperparameters
 from model.data import MnistSplits, load_mnist
 from model.errors import ConfigError
@@ -227,7 +227,7 @@ def _already_complete(config: TrainConfig, state: TrainState, step: int, latest:
     if is_chief and checkpointing.read_complete_marker(config.model_dir) is None:
         checkpointing.write_complete_marker(config.model_dir, step, latest or "")
     fingerprint = weights_fingerprint(state)
-    log.info("train | done | step %d | 0 img/s | weights sha256 %s", step, fingerprint)
+    log.info(log_lines.TRAIN_DONE_FORMAT, step, 0.0, fingerprint)
     return TrainResult(step, step, fingerprint, 0.0, latest or "")
 
 
@@ -385,5 +385,5 @@ def _train(config: TrainConfig, strategy, datasets, is_chief, stop: threading.Ev
     writer.close()
     fingerprint = weights_fingerprint(state)
     rate = total_images / total_time if total_time else 0.0
-    log.info("train | done | step %d | %.0f img/s | weights sha256 %s", step, rate, fingerprint)
+    log.info(log_lines.TRAIN_DONE_FORMAT, step, rate, fingerprint)
     return TrainResult(step, start_step, fingerprint, rate, final_path)
