@@ -12,7 +12,7 @@ TOOLS_VENV ?= .venv-tools
 QUIET_PIP := 2>&1 | { grep -v "^WARNING: Location" || true; }
 PYTEST_ARGS ?=
 
-.PHONY: help install tools test test-fast image-test bench demo lint clean k8s k8s-check
+.PHONY: help install tools test test-fast image-test bench demo lint clean k8s k8s-check chart-docs chart-docs-check
 
 help:
 	@echo "make demo       train LeNet-5 on 2 local workers with an evaluator (the main job)"
@@ -24,6 +24,8 @@ help:
 	@echo "make install    create .venv with the package (CPU TensorFlow) and test tools"
 	@echo "make tools      pinned helm/kubectl and the manifest checkers"
 	@echo "make k8s        regenerate k8s/ from the chart (k8s-check: fail if stale)"
+	@echo "make chart-docs the chart README's parameter tables and the schema's descriptions"
+	@echo "                from values.yaml's @param comments (chart-docs-check: fail if stale)"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +41,7 @@ $(TOOLS_VENV)/.installed: requirements-tools.txt
 
 tools: $(TOOLS_VENV)/.installed
 	bash scripts/install_k8s_tools.sh
+	bash scripts/install_chart_docs_tool.sh --optional
 
 test: install tools
 	$(PY) -m pytest tests -m "not image" $(PYTEST_ARGS)
@@ -66,6 +69,15 @@ k8s: tools
 
 k8s-check: tools
 	bash scripts/render_k8s.sh --check
+
+# Needs node and npm (Debian: apt-get install nodejs npm).
+chart-docs: install
+	bash scripts/install_chart_docs_tool.sh
+	$(PY) -m scripts.chart_docs
+
+chart-docs-check: install
+	bash scripts/install_chart_docs_tool.sh
+	$(PY) -m scripts.chart_docs --check
 
 clean:
 	rm -rf $(VENV) $(TOOLS_VENV) .tools .pytest_cache runs

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from .conftest import CHART_DIR, CI_DIR
@@ -60,31 +58,6 @@ def test_bad_values_file(renderer, tmp_path):
     bad.write_text("image:\n  repository: x/y\ntrainer:\n  workers: two\n")
     result = renderer.run("template", "t", str(CHART_DIR), "-f", str(bad))
     assert result.returncode != 0 and "'/trainer/workers'" in result.stderr
-
-
-def test_every_value_is_documented():
-    """Every key of values.yaml is in the schema with a description."""
-    import yaml
-
-    values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
-    schema = json.loads((CHART_DIR / "values.schema.json").read_text())
-    text = (CHART_DIR / "values.yaml").read_text()
-
-    def walk(node, sch, path):
-        assert sch.get("description"), f"{path or '/'} has no description in the schema"
-        if isinstance(node, dict) and sch.get("properties") is not None:
-            for key, value in node.items():
-                assert key in sch["properties"], f"{path}/{key} missing from the schema"
-                assert key[0].islower() and "_" not in key and "-" not in key, \
-                    f"{path}/{key} is not camelCase"
-                walk(value, sch["properties"][key], f"{path}/{key}")
-
-    walk(values, schema, "")
-    # And commented in values.yaml: every top-level key has a comment above it.
-    lines = text.splitlines()
-    for i, line in enumerate(lines):
-        if line and not line.startswith(("#", " ")):
-            assert lines[i - 1].startswith("#") or lines[i - 1].strip() == "", line
 
 
 def test_ci_scenarios_pass_the_schema(scenarios):
