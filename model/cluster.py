@@ -113,6 +113,12 @@ def _int_env(environ: Mapping[str, str], name: str, minimum: int) -> int:
     return value
 
 
+def worker_addresses(hostname_prefix: str, service: str, port: int, num_workers: int) -> list[str]:
+    """The workers' `host:port` addresses, in index order: worker i is
+    `<hostname_prefix>-<i>.<service>:<port>` (the one place this scheme is written)."""
+    return [f"{hostname_prefix}-{i}.{service}:{port}" for i in range(num_workers)]
+
+
 def _indexed_job_tf_config(environ: Mapping[str, str]) -> dict:
     missing = [n for n in (ENV_NUM_WORKERS, ENV_HOSTNAME_PREFIX, ENV_SERVICE) if not environ.get(n)]
     if missing:
@@ -125,8 +131,7 @@ def _indexed_job_tf_config(environ: Mapping[str, str]) -> dict:
     port = _int_env(environ, ENV_PORT, 1) if environ.get(ENV_PORT) else DEFAULT_WORKER_PORT
     if port > 65535:
         raise ConfigError(f"{ENV_PORT} must be a port number, got {port}")
-    prefix, service = environ[ENV_HOSTNAME_PREFIX], environ[ENV_SERVICE]
-    workers = [f"{prefix}-{i}.{service}:{port}" for i in range(num_workers)]
+    workers = worker_addresses(environ[ENV_HOSTNAME_PREFIX], environ[ENV_SERVICE], port, num_workers)
     return {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
 
 

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from model.cluster import DEFAULT_WORKER_PORT, resolve_cluster
+from model.cluster import DEFAULT_WORKER_PORT, resolve_cluster, worker_addresses
 from model.errors import ConfigError
 
 
@@ -184,6 +184,13 @@ def test_indexed_job_builds_the_worker_addresses():
     assert not info.is_chief
     assert info.source == "Indexed Job environment"
     assert DEFAULT_WORKER_PORT == 2222
+
+
+def test_worker_addresses_scheme():
+    assert worker_addresses("mnist-train-trainer-3f9a2c", "mnist-train-workers", 2222, 2) == [
+        "mnist-train-trainer-3f9a2c-0.mnist-train-workers:2222",
+        "mnist-train-trainer-3f9a2c-1.mnist-train-workers:2222"]
+    assert worker_addresses("p", "s", 1, 0) == []
 
 
 def test_indexed_job_index_0_is_chief_and_port_is_configurable():

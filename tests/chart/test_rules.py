@@ -4,11 +4,15 @@ every ci/ scenario (and of a few --set variations)."""
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 
 import pytest
 import yaml
 
-from .conftest import CI_DIR, IMAGE_REPOSITORY, SCENARIOS
+from model import cluster
+
+from .conftest import CI_DIR, IMAGE_REPOSITORY, NAMESPACE, RELEASE, SCENARIOS, Rendering
 from .manifests import (
     COMPONENT,
     all_pods,
@@ -136,25 +140,26 @@ def test_tfjob_shape(scenarios):
 # ---------------------------------------------------------------- worker addresses
 
 def worker_addresses(rendering) -> tuple[list[str], dict]:
-    """The addresses the training library computes from a trainer pod's env,
-    checked against what Kubernetes will name the pods; returns them and the
-    pod's env."""
+    """The addresses the training library computes from a trainer pod's env
+    (model.cluster.worker_addresses, the one function for the scheme), checked
+    against what Kubernetes will name the pods; returns them and the pod's env."""
     docs = rendering.docs
     pod = only(by_component(docs, "trainer"), "trainer pod template")
     env = env_values(trainer_container(pod))
-    count = int(env["MNIST_NUM_WORKERS"])
+    count = int(env[cluster.ENV_NUM_WORKERS])
     if pod.owner["kind"] == "TFJob":
         return [], env
-    prefix, service = env["MNIST_WORKER_HOSTNAME_PREFIX"], env["MNIST_WORKER_SERVICE"]
-    port = int(env.get("MNIST_WORKER_PORT") or 2222)
-    index_env = only([e for e in trainer_container(pod)["env"] if e["name"] == "JOB_COMPLETION_INDEX"],
-                     "JOB_COMPLETION_INDEX")
+    prefix, service = env[cluster.ENV_HOSTNAME_PREFIX], env[cluster.ENV_SERVICE]
+    port = int(env.get(cluster.ENV_PORT) or cluster.DEFAULT_WORKER_PORT)
+    index_env = only([e for e in trainer_container(pod)["env"] if e["name"] == cluster.ENV_INDEX],
+                     cluster.ENV_INDEX)
     assert index_env["valueFrom"]["fieldRef"]["fieldPath"] == \
         "metadata.annotations['batch.kubernetes.io/job-completion-index']"
 
     if pod.owner["kind"] == "Job":
         job = pod.owner
-        # An Indexed Job's pod i has hostname <job>-<i> and the template's subdomain.
+        # An Indexed Job's pod i has hostname <job>-<i> and the template's subdomain
+        # (KEP-2214, kubernetes/enhancements keps/sig-apps/2214-indexed-job, "Pod detail").
         hostnames = [f"{job['metadata']['name']}-{i}" for i in range(job["spec"]["completions"])]
         subdomain = pod.spec["subdomain"]
         svc = rendering.one("Service", subdomain)
@@ -176,10 +181,11 @@ def worker_addresses(rendering) -> tuple[list[str], dict]:
         subdomain = jobset["spec"]["network"]["subdomain"]
         hostnames = [f"{jobset['metadata']['name']}-{rjob['name']}-0-{i}"
                      for i in range(rjob["template"]["spec"]["completions"])]
-    assert service == subdomain, "MNIST_WORKER_SERVICE must be the pods' subdomain"
-    library = [f"{prefix}-{i}.{service}:{port}" for i in range(count)]
+    assert service == subdomain, f"{cluster.ENV_SERVICE} must be the pods' subdomain"
+    library = cluster.worker_addresses(prefix, service, port, count)
     kubernetes = [f"{h}.{subdomain}:{port}" for h in hostnames]
-    assert library == kubernetes
+    assert library == kubernetes, \
+        f"the library would dial {library}, but Kubernetes names the workers {kubernetes}"
     for host in hostnames + [subdomain]:
         assert DNS_LABEL.match(host), f"{host} is not a DNS label"
     container_ports = {p["containerPort"] for p in trainer_container(pod)["ports"]}
@@ -225,6 +231,40 @@ def test_long_release_names_keep_dns_labels(renderer):
     rendering = renderer.render(values_files=[CI_DIR / "default-values.yaml"],
                                 release=LONG_RELEASE)
     worker_addresses(rendering)
+
+
+# The chart's definition of MNIST_WORKER_HOSTNAME_PREFIX, and a wrong one per launcher.
+PREFIX_HELPER = re.compile(r'{{- define "mnist-train.workerHostnamePrefix" -}}.*?\n{{- end }}\n{{- end }}',
+                           re.DOTALL)
+WRONG_PREFIXES = {
+    # JobSet pods are <jobset>-<rjob>-<job index>-<i>: forgetting the job index.
+    "jobset": '{{- printf "%s-%s" (include "mnist-train.trainerName" .) '
+              '(include "mnist-train.jobsetReplicatedJob" .) }}',
+    # Indexed Job pods are <job>-<i>: a prefix that is not the Job's name.
+    "job": '{{- printf "%s-worker" (include "mnist-train.trainerName" .) }}',
+}
+
+
+@pytest.mark.parametrize("launcher", sorted(WRONG_PREFIXES))
+def test_worker_address_check_fails_on_a_wrong_prefix(helm, tmp_path, launcher):
+    """worker_addresses() holds the chart's template against the library: a copy
+    of the chart whose _helpers.tpl derives another hostname prefix is caught."""
+    chart = tmp_path / "mnist-train"
+    shutil.copytree(CI_DIR.parent, chart)
+    helpers = chart / "templates" / "_helpers.tpl"
+    text, found = PREFIX_HELPER.subn(
+        '{{- define "mnist-train.workerHostnamePrefix" -}}\n' + WRONG_PREFIXES[launcher] + "\n{{- end }}",
+        helpers.read_text())
+    assert found == 1, "mnist-train.workerHostnamePrefix not found in _helpers.tpl"
+    helpers.write_text(text)
+    result = subprocess.run([helm, "template", RELEASE, str(chart), "--namespace", NAMESPACE,
+                             "-f", str(CI_DIR / "default-values.yaml"),
+                             "--set", f"trainer.launcher={launcher}"],
+                            check=False, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    rendering = Rendering(result.stdout, chart, [d for d in yaml.safe_load_all(result.stdout) if d])
+    with pytest.raises(AssertionError, match="Kubernetes names the workers"):
+        worker_addresses(rendering)
 
 
 # ---------------------------------------------------------------- image and model dir
