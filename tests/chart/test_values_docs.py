@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 
 import pytest
 import yaml
@@ -158,6 +160,32 @@ def test_readme_check_sees_a_changed_param(tmp_path):
     values.write_text(VALUES_TEXT.replace("## @param trainer.workers Number of workers",
                                           "## @param trainer.workers How many workers"))
     assert chart_docs.generated_readme(values) != chart_docs.README.read_text()
+
+
+def test_generator_names_a_key_without_param(tmp_path):
+    """`make chart-docs` refuses values.yaml with an undocumented key, naming it."""
+    if chart_docs.generator() is None:
+        unavailable(f"readme-generator-for-helm (node) is not installed: run `{chart_docs.INSTALL_COMMAND}`")
+    values = tmp_path / "values.yaml"
+    values.write_text(VALUES_TEXT.replace("  port: 2222\n", "  port: 2222\n  portName: grpc\n"))
+    with pytest.raises(RuntimeError, match="Missing metadata for key: trainer.portName"):
+        chart_docs.generated_readme(values)
+
+
+def test_install_script_without_node(tmp_path):
+    """Without node/npm the installer says what to install and fails, or with
+    --optional (`make tools`) says so and succeeds."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "dirname").symlink_to(shutil.which("dirname"))
+    script = str(chart_docs.REPO_ROOT / "scripts" / "install_chart_docs_tool.sh")
+    env = {"PATH": str(bin_dir), "TOOLS_DIR": str(tmp_path / "tools")}
+    strict = subprocess.run(["/bin/bash", script], env=env, capture_output=True, text=True, check=False)
+    assert strict.returncode == 1 and "node not found: install Node.js" in strict.stderr, strict.stderr
+    optional = subprocess.run(["/bin/bash", script, "--optional"], env=env, capture_output=True, text=True,
+                              check=False)
+    assert optional.returncode == 0 and "node not found" in optional.stderr, optional.stderr
+    assert not (tmp_path / "tools").exists()
 
 
 def test_schema_descriptions_are_generated():
