@@ -165,12 +165,14 @@ class ProjectReport:
     # -- at the end ---------------------------------------------------------------------------
 
     def model_dir(self, runner: Runner) -> str | None:
-        """The model directory on this machine: where the first pod that named one has it mounted."""
+        """The model directory on this machine, from the first pod that logged one: as logged when
+        that exists here (the process launcher hands pods host paths), else where the pod's
+        volume mounts put it (a launcher that keeps container paths)."""
         for record in runner.records:
             path = self.facts_of(record).model_dir
             if path:
-                local = record.pod.host_path(path)
-                return str(local) if local else path
+                local = None if Path(path).exists() else record.pod.host_path(path)
+                return str(local or path)
         return None
 
     def _pod(self, runner: Runner, r: PodRecord) -> dict:

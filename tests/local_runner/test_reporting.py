@@ -10,7 +10,7 @@ import json
 from model import log_lines
 from scripts.local_runner.reporting import PodFacts, ProjectReport, format_duration
 from scripts.local_runner.runner import RunOptions
-from tests.local_runner.fakes import ScriptedLauncher, run
+from tests.local_runner.fakes import ScriptedLauncher, run, started_job
 
 SHA = "ab" * 32
 
@@ -80,3 +80,19 @@ def test_ready_and_serving_lines_name_tensorboard_only_for_its_pods():
 
 def test_durations():
     assert [format_duration(s) for s in (5, 65, 3725)] == ["5s", "1m05s", "1h02m"]
+
+
+def test_a_logged_host_path_is_kept_even_under_a_mounted_container_path(tmp_path, rendered):
+    """The process launcher hands pods host paths (a run dir under /tmp, where the pod mounts an
+    emptyDir at /tmp): the model dir is the logged one, not re-mapped through the /tmp mount."""
+    cluster, job = started_job(tmp_path, rendered["job"])
+    record = cluster.running()[0]
+    host = tmp_path / "volumes/mnist-train-models/mnist-train"
+    host.mkdir(parents=True)
+
+    class Run:
+        records = [record]
+    for logged, expected in ((str(host), str(host)), ("/models/mnist-train", str(host))):
+        report = ProjectReport()
+        report.on_line(record, f"config | model=mlp model_dir={logged}")
+        assert report.model_dir(Run()) == expected
