@@ -6,6 +6,11 @@ annotations, TF_CONFIG) into a `Pod`: the container's command, args and
 environment with `valueFrom` resolved and `$(VAR)` references expanded, and
 each volume mount with the local directory backing it. Nothing here depends
 on how the pod is then run.
+
+`claim_paths()` says which PersistentVolumeClaim directories a pod template
+reads (read-only mounts) and writes; the engine derives from it which Jobs
+consume another's output. `remote_urls()` finds remote-store URLs (gs://, s3://)
+a template's containers are given: such pods could not run here.
 """
 
 from __future__ import annotations
