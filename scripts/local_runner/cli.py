@@ -14,6 +14,7 @@ from scripts.local_runner import netns
 from scripts.local_runner import upgrade as upgrade_mod
 from scripts.local_runner.launcher import LauncherError
 from scripts.local_runner.logs import Terminal
+from scripts.local_runner.reporting import ProjectReport
 from scripts.local_runner.render import (CHART_DIR, DEFAULT_NAMESPACE, DEFAULT_RELEASE, REPO_ROOT,
                                          RenderError, load_manifest, render)
 from scripts.local_runner.runner import EXIT_SETUP, RunError, Runner, RunOptions, lock_run_dir
@@ -107,18 +108,22 @@ what is reproduced, and what is not:
   Jobs        backoffLimitPerIndex / backoffLimit, maxFailedIndexes, podFailurePolicy
               rules in order, activeDeadlineSeconds, podReplacementPolicy Failed,
               back-off before a counted retry (10 s doubling; --restart-backoff);
-              JobSet: failurePolicy rules and maxRestarts (the whole set recreated);
-              TFJob: the operator's TF_CONFIG, restartPolicy, backoffLimit, successPolicy
+              JobSet (v0.12.0): failurePolicy rules (FailJobSet, RestartJobSet[AndIgnore-
+              MaxRestarts]) and maxRestarts (the whole set recreated), successPolicy;
+              TFJob (training-operator v1.9.0, Chief/Worker): the operator's TF_CONFIG,
+              restartPolicy, backoffLimit, activeDeadlineSeconds, successPolicy
   a failed worker   the group cannot go on without it: under the Indexed Job each
               index fails and is replaced on its own (the survivors' collectives fail
               and they exit 1, counted), and the new group resumes from the last
               checkpoint; a preemption (every worker exits 42) is replaced uncounted. A
               worker frozen for good blocks the new group at start-up, as it would in a
               cluster (no liveness probe), until activeDeadlineSeconds or Ctrl-C.
-  the run     ends when every Job is done; a failed trainer stops the evaluator (it
-              would wait forever); TensorBoard stops at the end (--keep-tensorboard)
+  the run     ends when every Job is done; a failed Job stops the Jobs that read
+              (mount read-only) a volume directory it writes: the evaluator would wait
+              forever for a failed trainer; TensorBoard stops at the end (--keep-tensorboard)
   not done    liveness/startup probes (readiness gives TensorBoard's URL), NetworkPolicy,
-              resource limits, scheduling, `helm test` hooks, storage.type=gcs
+              resource limits, scheduling, `helm test` hooks, remote storage
+              (gs:// and other non-http URLs in a container's args or env: storage.type=gcs)
 
 exit codes: 0 every Job complete; 1 a Job failed (the summary says which and
 why); 2 the chart or machine cannot be run; 124 --timeout; 130 Ctrl-C.
@@ -180,8 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "(default: %(default)s)")
     run.add_argument("--timeout", type=float, metavar="SECS",
                      help="stop everything after this long (exit 124); default: no limit")
-    run.add_argument("--keep-tensorboard", action="store_true",
-                     help="when every Job is done, keep TensorBoard serving until Ctrl-C")
+    run.add_argument("--keep-tensorboard", "--keep-serving", dest="keep_tensorboard", action="store_true",
+                     help="when every Job is done, keep the Deployments (TensorBoard) serving until Ctrl-C")
     run.add_argument("--keep-pod-dirs", action="store_true",
                      help="keep each finished pod's emptyDir directories (default: deleted, as the "
                      "kubelet does)")
@@ -296,6 +301,6 @@ def main(argv: list[str] | None = None) -> int:
         terminal.runner_line(f"error: {e}")
         return EXIT_SETUP
     options = RunOptions(run_dir=run_dir, restart_backoff=args.restart_backoff,
-                         shutdown_grace=args.shutdown_grace, keep_tensorboard=args.keep_tensorboard,
+                         shutdown_grace=args.shutdown_grace, keep_serving=args.keep_tensorboard,
                          progress_every=args.progress_every, timeout=args.timeout, faults=faults)
-    return Runner(rendering, launcher, options, terminal, upgrade=plan).run()
+    return Runner(rendering, launcher, options, terminal, ProjectReport(), upgrade=plan).run()

@@ -34,9 +34,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import signal
+from pathlib import Path
 from typing import Protocol
 
+from scripts.local_runner.launcher import PodHandle
 from scripts.local_runner.manifest import CLUSTER_DOMAIN, NetworkSlot, Pod, PodBuilder, PodRequest
 
 EXIT_SIGNAL_BASE = 128
@@ -45,25 +48,29 @@ EXIT_SIGNAL_BASE = 128
 # -- what controllers need from the runner ---------------------------------------
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False, slots=True)
 class PodRecord:
-    """One container run of one pod, from start to exit."""
+    """One container run of one pod, from start to exit.
+
+    Every attribute is declared here (slots: none can be added at run time);
+    records compare by identity, so they can key the reporting's tables."""
 
     pod: Pod
     created_at: float
-    log_path: object = None
-    handle: object = None
+    log_path: Path
+    restart_count: int = 0  # in-place container restarts before this run (kubelet's restartCount)
+    handle: PodHandle | None = None
     phase: str = "Running"  # Running | Succeeded | Failed
     finished_at: float | None = None
     exit_code: int | None = None
-    conditions: set = dataclasses.field(default_factory=set)  # e.g. {"DisruptionTarget"}
+    conditions: set[str] = dataclasses.field(default_factory=set)  # e.g. {"DisruptionTarget"}
     deleting: bool = False
     delete_reason: str = ""
     kill_at: float | None = None
     outcome: str = ""  # succeeded | counted | ignored | FailJob | FailIndex | terminated | ...
-    restart_count: int = 0  # in-place container restarts before this run
-    ready: bool = False
-    facts: object = None  # logs.PodFacts, parsed from the pod's output
+    ready: bool = False  # its readiness probe answered
+    ready_url: str | None = None  # where the probed port answered (http://host:port/)
+    last_probe: float = 0.0  # when the readiness probe last ran (the runner's clock)
 
     @property
     def running(self) -> bool:
@@ -151,6 +158,9 @@ class Workload:
         self.finished_at: float | None = None  # cluster.now() when it became Complete/Failed
         self.finished_wall: float | None = None  # the same as time.time(), set by the runner
         self.records: list[PodRecord] = []
+        # Pods replaced after a failure (a JobSet: times the whole set was recreated). One int for
+        # every kind; the pods' own in-place restarts are PodRecord.restart_count.
+        self.restarts = 0
 
     @property
     def ref(self) -> str:
@@ -162,6 +172,10 @@ class Workload:
 
     def slots(self) -> list[NetworkSlot]:
         return []
+
+    def templates(self) -> list[dict]:
+        """The pod templates this workload creates pods from."""
+        raise NotImplementedError
 
     def start(self) -> None:
         self.started_at = self.cluster.now()
@@ -193,17 +207,17 @@ class Workload:
         self.cluster.event(f"{self.ref}: {status} ({reason}){': ' + message if message else ''}")
         self._delete_active(f"{self.ref} {status.lower()}")
 
-    def _ended_by_deadline(self, deadline, message: str) -> bool:
-        """Fail with DeadlineExceeded once active for `deadline` seconds (None: never)."""
+    def _ended_by_deadline(self, deadline, message: str, reason: str = "DeadlineExceeded") -> bool:
+        """Fail with `reason` once active for `deadline` seconds (None: never)."""
         if deadline is None or self.cluster.now() - self.started_at < float(deadline):
             return False
-        self._finish("Failed", "DeadlineExceeded", message)
+        self._finish("Failed", reason, message)
         return True
 
     def describe(self) -> dict:
         return {"kind": self.kind, "name": self.name, "component": self.component,
                 "status": self.status, "reason": self.reason, "message": self.message,
-                "finished_wall": self.finished_wall}
+                "finished_wall": self.finished_wall, "restarts": self.restarts}
 
 
 @dataclasses.dataclass
@@ -251,6 +265,9 @@ class JobController(Workload):
         self.extra_annotations = extra_annotations or {}
         self.indexes = [IndexState(i if self.indexed else None) for i in range(self.completions)]
         self.total_counted = 0
+
+    def templates(self) -> list[dict]:
+        return [self.template]
 
     def hostname(self, state: IndexState) -> str | None:
         return f"{self.name}-{state.index}" if self.indexed else None
@@ -347,6 +364,7 @@ class JobController(Workload):
         if action == "Ignore":
             record.outcome = "ignored"
             state.ignored += 1
+            self.restarts += 1
             state.next_start = now
             self.cluster.event(f"{self.ref}: {where} exited {record.exit_description()}: {rule_text} "
                                "-> Ignore: replaced, not counted")
@@ -375,6 +393,7 @@ class JobController(Workload):
             if self.total_counted > self.backoff_limit:
                 self._finish("Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit")
                 return
+        self.restarts += 1
         delay = self.cluster.backoff(state.counted)
         state.next_start = now + delay
         self.cluster.event(f"{self.ref}: {where} exited {record.exit_description()}: {rule_text} -> "
@@ -398,7 +417,25 @@ class JobController(Workload):
         return out
 
 
+# JobSet v0.12.0 (kubernetes-sigs/jobset): the failure policy actions the runner reproduces
+# (pkg/controllers/failure_policy.go, actionFunctionMap). RestartJob and
+# RestartJobAndIgnoreMaxRestarts (behind the RestartJob feature gate) restart one child Job in
+# place; they are refused rather than approximated.
+JOBSET_ACTIONS = ("FailJobSet", "RestartJobSet", "RestartJobSetAndIgnoreMaxRestarts")
+
+
 class JobSetController(Workload):
+    """jobset.x-k8s.io JobSet, as kubernetes-sigs/jobset v0.12.0 runs it.
+
+    Child Jobs are named <jobset>-<replicatedJob>-<index> (pkg/util/placement/placement.go
+    GenJobName) and labelled with the restart attempt (pkg/constants/constants.go RestartsKey).
+    A failed child Job: without a failurePolicy the JobSet fails (reason FailedJobs); else the
+    first rule (in order) matching the Job's failure reason, message pattern and replicated Job
+    decides, RestartJobSet when none does; a counted restart past maxRestarts fails it
+    (ReachedMaxRestarts) (pkg/controllers/failure_policy.go). The successPolicy's operator
+    All/Any over its targetReplicatedJobs (all when empty) completes it
+    (pkg/controllers/success_policy.go)."""
+
     kind = "JobSet"
 
     def __init__(self, cluster: Cluster, doc: dict):
@@ -412,14 +449,18 @@ class JobSetController(Workload):
         network = spec.get("network") or {}
         self.subdomain = network.get("subdomain") or self.name
         self.dns_hostnames = network.get("enableDNSHostnames", True)
-        failure = spec.get("failurePolicy") or {}
+        self.failure_policy = spec.get("failurePolicy")
+        failure = self.failure_policy or {}
         self.max_restarts = int(failure.get("maxRestarts", 0))
         self.rules = failure.get("rules") or []
+        for rule in self.rules:
+            if rule.get("action") not in JOBSET_ACTIONS:
+                raise ValueError(f"failurePolicy rule {rule.get('name')!r}: action {rule.get('action')!r} is "
+                                 f"not supported locally (supported: {', '.join(JOBSET_ACTIONS)})")
         success = spec.get("successPolicy") or {}
         self.success_operator = success.get("operator", "All")
         self.success_targets = success.get("targetReplicatedJobs") or [r["name"] for r in rjobs]
-        self.restarts = 0
-        self.restarts_not_counted = 0
+        self.restarts_counted = 0  # status.restartsCountTowardsMax
         self.restarting = False
         self.jobs: list[tuple[str, JobController]] = []
         self._make_jobs()
@@ -472,31 +513,39 @@ class JobSetController(Workload):
         if done and (all(done) if self.success_operator == "All" else any(done)):
             self._finish("Complete", "AllJobsCompleted", "")
 
+    def templates(self) -> list[dict]:
+        return [rjob["template"]["spec"]["template"] for rjob in self.spec.get("replicatedJobs") or []]
+
+    @staticmethod
+    def _rule_applies(rule: dict, rjob: str, job: JobController) -> bool:
+        """failure_policy.go ruleIsApplicable: empty lists match everything; message patterns are
+        Go regexp.MatchString, i.e. unanchored searches."""
+        reasons = rule.get("onJobFailureReasons") or []
+        patterns = rule.get("onJobFailureMessagePatterns") or []
+        targets = rule.get("targetReplicatedJobs") or []
+        return ((not reasons or job.reason in reasons)
+                and (not patterns or any(re.search(p, job.message) for p in patterns))
+                and (not targets or rjob in targets))
+
     def _on_job_failure(self, rjob: str, job: JobController) -> None:
-        action = "RestartJobSet"
-        for rule in self.rules:
-            reasons = rule.get("onJobFailureReasons")
-            targets = rule.get("targetReplicatedJobs")
-            if reasons and job.reason not in reasons:
-                continue
-            if targets and rjob not in targets:
-                continue
-            action = rule.get("action", "RestartJobSet")
-            break
-        if action == "FailJobSet":
-            self._finish("Failed", "FailureRuleMatched",
-                         f"Job {job.name} failed ({job.reason}): {job.message}")
+        why = f"Job {job.name} failed ({job.reason}): {job.message}"
+        if self.failure_policy is None:
+            self._finish("Failed", "FailedJobs", why)
             return
-        if action == "RestartJobSet" and self.restarts >= self.max_restarts:
-            self._finish("Failed", "ReachedMaxRestarts",
-                         f"Job {job.name} failed ({job.reason}) after {self.restarts} restart(s)")
+        rule = next((r for r in self.rules if self._rule_applies(r, rjob, job)), None)
+        action = rule["action"] if rule else "RestartJobSet"
+        if action == "FailJobSet":
+            self._finish("Failed", "FailJobSetFailurePolicyAction", why)
+            return
+        if action == "RestartJobSet" and self.restarts_counted >= self.max_restarts:
+            self._finish("Failed", "ReachedMaxRestarts", f"{why}; {self.restarts_counted} restart(s) "
+                         f"counted of maxRestarts {self.max_restarts}")
             return
         self.restarts += 1
-        if action == "RestartJobSetAndIgnoreMaxRestarts":
-            self.restarts_not_counted += 1
-        counted = self.restarts - self.restarts_not_counted
+        if action == "RestartJobSet":
+            self.restarts_counted += 1
         self.cluster.event(f"{self.ref}: Job {job.name} failed ({job.reason}) -> restarting the whole set "
-                           f"({counted} of maxRestarts {self.max_restarts})")
+                           f"({self.restarts_counted} of maxRestarts {self.max_restarts} counted)")
         for _, other in self.jobs:
             other.stop(f"{self.ref} restarting")
         self.restarting = True
@@ -524,17 +573,34 @@ class JobSetController(Workload):
 
     def describe(self) -> dict:
         out = super().describe()
-        out["restarts"] = self.restarts
         out["jobs"] = [job.describe() for _, job in self.jobs]
         return out
 
 
-# Kubeflow training operator: exit codes >= 128 (killed by a signal) are retryable under ExitCode.
+# Kubeflow training operator v1.9.0: exit codes >= 128 (killed by a signal) are retryable under
+# restartPolicy ExitCode (pkg/util/train/train_util.go IsRetryableExitCode).
 def tfjob_retryable(code: int) -> bool:
     return code >= EXIT_SIGNAL_BASE
 
 
+# Restart policies under which the container restarts in place, so its restarts count against
+# runPolicy.backoffLimit (v1.9.0 pkg/core/job.go PastBackoffLimit: Always, OnFailure, ExitCode; a
+# pod that ExitCode recreates starts again at restartCount 0, so only in-place restarts count).
+TFJOB_IN_PLACE = ("Always", "OnFailure")
+
+
 class TFJobController(Workload):
+    """kubeflow.org/v1 TFJob, as kubeflow/training-operator v1.9.0 runs it.
+
+    Pods <tfjob>-<type>-<index> (pkg/controller.v1/common/util.go GenGeneralName), each with the
+    TF_CONFIG the operator injects (pkg/controller.v1/tensorflow/tensorflow.go genTFConfigJSONStr:
+    {"cluster": {type: ["<pod>.<namespace>.svc:<port>"]}, "task": {...}, "environment": "cloud"},
+    the port the container's "tfjob-port", default 2222). Success (tfjob_controller.go
+    UpdateJobStatus): the Chief's success when there is one; else every Worker's, or worker 0's
+    unless successPolicy is AllWorkers. A failed pod restarts under Always/OnFailure, under ExitCode
+    when its code is retryable, else fails the TFJob; backoffLimit and activeDeadlineSeconds as in
+    pkg/controller.v1/common/job.go (reason TFJobFailed). Chief and Worker replicas only."""
+
     kind = "TFJob"
 
     def __init__(self, cluster: Cluster, doc: dict):
@@ -547,6 +613,7 @@ class TFJobController(Workload):
         first = next(iter(replicas.values()), {})
         labels = first.get("template", {}).get("metadata", {}).get("labels", {})
         super().__init__(cluster, meta["name"], labels.get("app.kubernetes.io/component") or meta["name"])
+        self.spec = spec
         run = spec.get("runPolicy") or {}
         self.backoff_limit = run.get("backoffLimit")
         self.deadline = run.get("activeDeadlineSeconds")
@@ -568,7 +635,7 @@ class TFJobController(Workload):
         self.current: dict[tuple, PodRecord | None] = {(t, i): None for t, i, _ in self.replicas}
         self.succeeded: set[tuple] = set()
         self.next_start: dict[tuple, float] = {}
-        self.restarts = 0
+        self.in_place_restarts = 0  # what PastBackoffLimit sums
         self.restarts_of: dict[tuple, int] = {(t, i): 0 for t, i, _ in self.replicas}
 
     def pod_name(self, rtype: str, i: int) -> str:
@@ -587,8 +654,8 @@ class TFJobController(Workload):
     def tick(self) -> None:
         if self.terminal or self.started_at is None:
             return
-        if self._ended_by_deadline(self.deadline,
-                                   f"TFJob exceeded activeDeadlineSeconds {self.deadline}"):
+        if self._ended_by_deadline(self.deadline, f"Job {self.name} has failed because it was active "
+                                   "longer than specified deadline", reason="TFJobFailed"):
             return
         now = self.cluster.now()
         for rtype, i, rspec in self.replicas:
@@ -643,9 +710,12 @@ class TFJobController(Workload):
         record.outcome = "restarted"
         self.restarts += 1
         self.restarts_of[key] += 1
-        if self.backoff_limit is not None and self.restarts > int(self.backoff_limit):
-            self._finish("Failed", "BackoffLimitExceeded", f"TFJob has reached the backoff limit "
-                         f"{self.backoff_limit}")
+        if policy in TFJOB_IN_PLACE:
+            self.in_place_restarts += 1
+        # PastBackoffLimit: restarts >= backoffLimit (any restart when it is 0) fails the TFJob.
+        if self.backoff_limit is not None and self.in_place_restarts >= max(1, int(self.backoff_limit)):
+            self._finish("Failed", "TFJobFailed", f"Job {self.name} has failed because it has reached "
+                         "the specified backoff limit")
             return
         delay = self.cluster.backoff(self.restarts_of[key])
         self.next_start[key] = self.cluster.now() + delay
@@ -658,10 +728,8 @@ class TFJobController(Workload):
                 return rspec
         return {}
 
-    def describe(self) -> dict:
-        out = super().describe()
-        out["restarts"] = self.restarts
-        return out
+    def templates(self) -> list[dict]:
+        return [rspec["template"] for rspec in (self.spec.get("tfReplicaSpecs") or {}).values()]
 
 
 class DeploymentController(Workload):
@@ -676,7 +744,7 @@ class DeploymentController(Workload):
         self.replicas = int(spec.get("replicas", 1) if spec.get("replicas") is not None else 1)
         self.current: list[PodRecord | None] = [None] * self.replicas
         self.next_start = [0.0] * self.replicas
-        self.restarts = [0] * self.replicas
+        self.restarts_of = [0] * self.replicas  # per replica; self.restarts is their sum
 
     def start(self) -> None:
         super().start()
@@ -693,8 +761,8 @@ class DeploymentController(Workload):
             display = self.component if self.replicas == 1 else f"{self.component}-{i}"
             pod = self.cluster.builder.build(PodRequest(
                 template=self.template, name=name, hostname=name, subdomain=None, owner=self.ref, index=None,
-                attempt=self.restarts[i], display=display))
-            record = self.cluster.create(pod, restart_count=self.restarts[i])
+                attempt=self.restarts_of[i], display=display))
+            record = self.cluster.create(pod, restart_count=self.restarts_of[i])
             self.current[i] = record
             self.records.append(record)
 
@@ -707,16 +775,15 @@ class DeploymentController(Workload):
             record.outcome = record.outcome or "terminated"
             return
         record.outcome = "restarted"
-        self.restarts[i] += 1
-        delay = self.cluster.backoff(self.restarts[i])
+        self.restarts_of[i] += 1
+        self.restarts += 1
+        delay = self.cluster.backoff(self.restarts_of[i])
         self.next_start[i] = self.cluster.now() + delay
         self.cluster.event(f"{self.ref}: pod {record.pod.name} exited {record.exit_description()}: "
                            f"restartPolicy Always -> restart in {delay:g} s")
 
-    def describe(self) -> dict:
-        out = super().describe()
-        out["restarts"] = sum(self.restarts)
-        return out
+    def templates(self) -> list[dict]:
+        return [self.template]
 
 
 CONTROLLERS = {"Job": JobController, "JobSet": JobSetController, "TFJob": TFJobController,

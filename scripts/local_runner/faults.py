@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import signal
+from collections.abc import Callable
 
 ACTIONS = ("kill", "stop", "term", "evict")
 
@@ -57,6 +58,12 @@ class Fault:
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def describe(self, pod_name: str) -> str:
+        """The event line when the fault fires on `pod_name`."""
+        step = f" at step {self.seen_step}" if self.seen_step is not None else ""
+        saved = f" (last checkpoint: step {self.last_saved_step})" if self.component == "trainer" else ""
+        return f"fault {self.spec}: {self.action} pod {pod_name}{step}{saved}"
 
 
 def parse_fault(spec: str) -> Fault:
@@ -95,23 +102,18 @@ def parse_fault(spec: str) -> Fault:
     return fault
 
 
-def current_step(record) -> int | None:
-    facts = record.facts
-    if facts is None:
-        return None
-    if record.pod.component == "evaluator":
-        return facts.eval_step
-    return facts.step
-
-
 class FaultInjector:
-    """Checked every tick of the runner's loop."""
+    """Checked every tick of the runner's loop. `step_of(record)`: the step a pod last reported;
+    `last_checkpoint()`: the newest checkpoint step reported (both from the run's Report)."""
 
-    def __init__(self, faults: list[Fault]):
+    def __init__(self, faults: list[Fault], step_of: Callable[[object], int | None],
+                 last_checkpoint: Callable[[], int | None]):
         self.faults = faults
+        self.step_of = step_of
+        self.last_checkpoint = last_checkpoint
         self.frozen: list[tuple[float, object, Fault]] = []  # (resume time, record, fault)
 
-    def tick(self, elapsed: float, running: list, last_saved_step: int | None, deliver) -> None:
+    def tick(self, elapsed: float, running: list, deliver) -> None:
         """`deliver(record, fault)` applies the action; `running`: the running pod records.
 
         Called every tick of the loop, and after each line a pod logs (with
@@ -131,13 +133,13 @@ class FaultInjector:
             if not targets:
                 continue
             record = targets[-1]
-            step = current_step(record)
+            step = self.step_of(record)
             if fault.step is not None and (step is None or step < fault.step):
                 continue
             if fault.after is not None and elapsed < fault.after:
                 continue
             fault.fired, fault.fired_at, fault.pod = True, elapsed, record.pod.name
-            fault.seen_step, fault.last_saved_step = step, last_saved_step
+            fault.seen_step, fault.last_saved_step = step, self.last_checkpoint()
             deliver(record, fault)
             if fault.action == "stop" and fault.duration is not None:
                 self.frozen.append((elapsed + fault.duration, record, fault))

@@ -39,7 +39,7 @@ Plug in either programmatically:
 
     rendering = render.render(set_values=[...], overlay_path=run_dir / "values-local.yaml")
     code = runner.Runner(rendering, MyLauncher(), runner.RunOptions(run_dir=run_dir, faults=[...]),
-                         logs.Terminal(show=None, quiet_tf=True)).run()
+                         logs.Terminal(show=None, quiet_tf=True), reporting.ProjectReport()).run()
 
 or from the command line: `python -m scripts.local_runner --launcher package.module:factory`,
 where factory(parsed_args) returns the Launcher (an optional `check()` method

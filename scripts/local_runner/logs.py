@@ -1,95 +1,17 @@
-"""Pod output: per-pod log files (what `kubectl logs` shows), a prefixed merged
-stream on the terminal, and the facts the runner reads from the library's lines.
-
-The library's lines (model/train.py, model/evaluate.py):
-    train | start | model M | step S of N | global batch ...
-    train | restored <path> at step N
-    train | step N | loss ... | N img/s
-    train | step N | saved <path>
-    train | step N | SIGTERM: checkpoint saved, exiting for restart
-    train | done | step N | ... | weights sha256 H
-    After N training step(s), validation accuracy = X
-    After N training step(s), test accuracy = X
-    {"event": "eval", ...} / {"event": "final", ...}
-    error: <message>              (exit code 2)
+"""Pod output: per-pod log files (what `kubectl logs` shows) read as they grow, and
+the prefixed merged stream on the terminal. What the lines mean is reporting.py's.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import re
 import sys
-from typing import TextIO
 from collections.abc import Callable
+from typing import TextIO
 
-from model import log_lines
-
-RE_START, RE_RESTORED = log_lines.TRAIN_START, log_lines.TRAIN_RESTORED
-RE_STEP, RE_SAVED, RE_PREEMPTED = log_lines.TRAIN_PROGRESS, log_lines.TRAIN_SAVED, log_lines.TRAIN_PREEMPTED
-RE_DONE, RE_ERROR = log_lines.TRAIN_DONE, log_lines.ERROR
-RE_VALIDATION, RE_TEST = log_lines.EVAL_VALIDATION, log_lines.EVAL_TEST
 # TensorFlow's C++ start-up chatter, hidden from the terminal by --quiet-tf (never from the files).
 RE_TF_NOISE = re.compile(r"^(?:[IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ |WARNING: All log messages before absl"
                          r"|Sharding callback duration|Collective all_reduce tensors)")
-
-
-@dataclasses.dataclass
-class PodFacts:
-    model: str | None = None
-    start_step: int | None = None
-    max_steps: int | None = None
-    restored_step: int | None = None
-    step: int | None = None  # the last step logged (training progress)
-    saved_steps: list = dataclasses.field(default_factory=list)
-    preempted_step: int | None = None
-    done_step: int | None = None
-    weights_sha256: str | None = None
-    evaluations: list = dataclasses.field(default_factory=list)  # [(step, validation accuracy)]
-    test_accuracy: float | None = None
-    final: dict | None = None
-    errors: list = dataclasses.field(default_factory=list)
-    lines: int = 0
-
-    def feed(self, line: str) -> None:
-        self.lines += 1
-        if line.startswith("train | "):
-            if m := RE_STEP.match(line):
-                self.step = int(m["step"])
-            elif m := RE_SAVED.match(line):
-                self.saved_steps.append(int(m["step"]))
-                self.step = max(self.step or 0, int(m["step"]))
-            elif m := RE_START.match(line):
-                self.model, self.start_step, self.max_steps = m["model"], int(m["step"]), int(m["max_steps"])
-                self.step = self.start_step
-            elif m := RE_RESTORED.match(line):
-                self.restored_step = int(m["step"])
-            elif m := RE_PREEMPTED.match(line):
-                self.preempted_step = int(m["step"])
-            elif m := RE_DONE.match(line):
-                self.done_step, self.weights_sha256 = int(m["step"]), m["sha256"]
-                self.step = self.done_step
-        elif line.startswith("After "):
-            if m := RE_VALIDATION.match(line):
-                self.evaluations.append((int(m["step"]), float(m["accuracy"])))
-            elif m := RE_TEST.match(line):
-                self.test_accuracy = float(m["accuracy"])
-        elif line.startswith('{"'):
-            try:
-                event = json.loads(line)
-            except ValueError:
-                return
-            if isinstance(event, dict) and event.get("event") == "final":
-                self.final = event
-        elif m := RE_ERROR.match(line):
-            self.errors.append(m["message"])
-
-    @property
-    def eval_step(self) -> int | None:
-        return self.evaluations[-1][0] if self.evaluations else None
-
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 class Follower:

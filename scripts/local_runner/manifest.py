@@ -6,6 +6,11 @@ annotations, TF_CONFIG) into a `Pod`: the container's command, args and
 environment with `valueFrom` resolved and `$(VAR)` references expanded, and
 each volume mount with the local directory backing it. Nothing here depends
 on how the pod is then run.
+
+`claim_paths()` says which PersistentVolumeClaim directories a pod template
+reads (read-only mounts) and writes; the engine derives from it which Jobs
+consume another's output. `remote_urls()` finds remote-store URLs (gs://, s3://)
+a template's containers are given: such pods could not run here.
 """
 
 from __future__ import annotations
@@ -91,9 +96,13 @@ class Pod:
     service_account: str
     uid: str
 
-    @property
-    def cluster_network(self) -> bool:
-        return self.slot is not None
+    def host_path(self, container_path: str) -> Path | None:
+        """The local path backing `container_path` (through the deepest mount holding it), or None."""
+        for m in sorted(self.container.mounts, key=lambda m: -len(m.container_path)):
+            base = m.container_path.rstrip("/")
+            if container_path == m.container_path or container_path.startswith(base + "/"):
+                return Path(str(m.host_path) + container_path[len(base):])
+        return None
 
 
 # -- quantities ---------------------------------------------------------------
@@ -356,3 +365,55 @@ class PodBuilder:
             mounts.append(Mount(m["name"], kind, m["mountPath"].rstrip("/") or "/",
                                 (base / sub) if sub else base, read_only))
         return mounts
+
+
+# -- what a pod template reads and writes ---------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ClaimPath:
+    """A directory of a PersistentVolumeClaim: the claim and the subPath within it."""
+
+    claim: str
+    sub_path: str
+
+    def overlaps(self, other: ClaimPath) -> bool:
+        """One holds the other (the same directory, or one is inside the other)."""
+        if self.claim != other.claim:
+            return False
+        mine, theirs = Path(self.sub_path).parts, Path(other.sub_path).parts
+        return mine[:len(theirs)] == theirs or theirs[:len(mine)] == mine
+
+    def __str__(self) -> str:
+        return f"{self.claim}/{self.sub_path}" if self.sub_path else self.claim
+
+
+def claim_paths(template: dict) -> tuple[list[ClaimPath], list[ClaimPath]]:
+    """The claim directories a pod template's containers mount (read-only, writable)."""
+    spec = template.get("spec") or {}
+    volumes = {v["name"]: v for v in spec.get("volumes") or []}
+    reads, writes = [], []
+    for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
+        for m in c.get("volumeMounts") or []:
+            claim = (volumes.get(m["name"]) or {}).get("persistentVolumeClaim")
+            if not claim:
+                continue
+            path = ClaimPath(claim["claimName"], str(m.get("subPath", "")).strip("/"))
+            (reads if m.get("readOnly") or claim.get("readOnly") else writes).append(path)
+    return reads, writes
+
+
+# A URL of a remote store (gs://, s3://, hdfs://, ...) in a container's command, args or env: such
+# a pod needs a network the runner's pods do not have. http(s) and file URLs may be local.
+REMOTE_URL = re.compile(r"^(?!https?://|file://)([a-z][a-z0-9+.-]*)://\S")
+
+
+def remote_urls(template: dict) -> list[str]:
+    """The remote-store URLs a pod template's containers are given."""
+    spec = template.get("spec") or {}
+    found = []
+    for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
+        values = [*(c.get("command") or []), *(c.get("args") or []),
+                  *(e.get("value", "") for e in c.get("env") or [])]
+        found += [str(v) for v in values if REMOTE_URL.match(str(v))]
+    return found

@@ -1,19 +1,25 @@
-"""The run: workloads from the rendering, pods through a launcher, one loop.
+"""The engine: workloads from the rendering, pods through a launcher, one loop.
 
 `Runner.run()` builds a controller per workload (controllers.py), asks the
 launcher for the pod network, starts the controllers and then, every tick
 (0.2 s): notices exited pods and hands them to their controller, reads the
-pods' new output (log files, terminal, facts), fires due faults, kills pods
-whose grace period ran out, lets each controller create or replace pods,
-probes readiness (TensorBoard's URL) and prints a progress line now and then.
+pods' new output (log files, terminal), fires due faults, kills pods whose
+grace period ran out, lets each controller create or replace pods, and
+probes readiness (a pod whose readinessProbe answers is "ready at" the URL of
+the probed port).
+
+The engine knows Kubernetes kinds and fields, never a chart's components. What
+the run means to the user (progress lines, facts read from the pods' output,
+the summary printed and written to summary.json) comes from a `Report`
+(reporting.py implements it for this project's library).
 
 The run ends when every Job-like workload (Job, JobSet, TFJob) is terminal.
-When the trainer fails, the evaluator Job is stopped (its pods get SIGTERM):
-it waits for the training's completion marker and would never finish
-(Kubernetes would leave it polling until its activeDeadlineSeconds). A failed
-evaluator leaves the trainer running to its own end, as in a cluster.
-Deployments (TensorBoard) are stopped at the end, or kept serving with
---keep-tensorboard until Ctrl-C.
+When a Job fails, its unfinished consumers are stopped: a Job whose pods mount
+read-only a volume directory the failed Job's pods mount writable waits for
+output that will not come (in a cluster it would wait until its
+activeDeadlineSeconds). Producers are not stopped when a consumer fails.
+Deployments are stopped at the end, or kept serving with `keep_serving`
+(--keep-tensorboard) until Ctrl-C.
 
 With --upgrade (upgrade.py) the run applies a second rendering to the
 previous run's objects the way `helm upgrade` would: a workload that stays
@@ -44,15 +50,14 @@ import traceback
 import urllib.error
 import urllib.request
 from pathlib import Path
-
-import yaml
+from typing import Protocol
 
 from scripts.local_runner import faults as faults_mod
-from scripts.local_runner.controllers import (CONTROLLERS, PASSIVE_KINDS, JobController, PodRecord,
-                                              Workload)
+from scripts.local_runner.controllers import CONTROLLERS, PASSIVE_KINDS, PodRecord, Workload
 from scripts.local_runner.launcher import Launcher, LauncherError
-from scripts.local_runner.logs import Follower, PodFacts, Terminal
-from scripts.local_runner.manifest import ManifestError, NetworkSlot, Pod, PodBuilder
+from scripts.local_runner.logs import Follower, Terminal
+from scripts.local_runner.manifest import (ManifestError, NetworkSlot, Pod, PodBuilder, claim_paths,
+                                           remote_urls)
 from scripts.local_runner.netns import new_run_id
 from scripts.local_runner.render import Rendering
 from scripts.local_runner.upgrade import UpgradePlan
@@ -70,7 +75,7 @@ class RunOptions:
     restart_backoff: float = 10.0  # Kubernetes: 10 s, doubling per failure of the index
     backoff_cap: float = 360.0
     shutdown_grace: float = 30.0  # cap on terminationGracePeriodSeconds when the run ends
-    keep_tensorboard: bool = False
+    keep_serving: bool = False  # when every Job is done, keep the Deployments running until Ctrl-C
     progress_every: float = 15.0
     timeout: float | None = None
     faults: list = dataclasses.field(default_factory=list)
@@ -89,23 +94,58 @@ def lock_run_dir(run_dir: Path):
     return lock
 
 
-def format_duration(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m"
+class Report(Protocol):
+    """What the run tells the user beyond the engine's events (reporting.py: this project's)."""
+
+    def on_line(self, record: PodRecord, line: str) -> None:
+        """A line a pod printed (after it reached the pod's log file)."""
+
+    def step_of(self, record: PodRecord) -> int | None:
+        """The step a pod last reported (step=N fault triggers)."""
+
+    def last_checkpoint(self) -> int | None:
+        """The newest checkpoint step any pod reported (recorded with a fault)."""
+
+    def ready_event(self, record: PodRecord) -> str:
+        """The event line when a pod's readiness probe first answers (record.ready_url)."""
+
+    def serving_event(self, runner: Runner) -> str:
+        """The event line when every Job is done and Deployments keep serving."""
+
+    def progress(self, runner: Runner) -> str:
+        """The progress line's text (after "progress | ")."""
+
+    def summary(self, runner: Runner) -> dict:
+        """summary.json's content, when the run has ended."""
+
+    def summary_lines(self, runner: Runner, data: dict) -> list[str]:
+        """The summary printed at the end (each after "summary | ")."""
+
+
+def consumers_of(producer: Workload, workloads: list[Workload]) -> list[tuple[Workload, str]]:
+    """The Job-like workloads that read (mount read-only) a volume directory `producer` writes,
+    each with that directory: they cannot finish without it."""
+    writes = [w for t in producer.templates() for w in claim_paths(t)[1]]
+    found = []
+    for other in workloads:
+        if other is producer or not other.is_job:
+            continue
+        reads = [r for t in other.templates() for r in claim_paths(t)[0]]
+        shared = next((r for r in reads if any(r.overlaps(w) for w in writes)), None)
+        if shared is not None:
+            found.append((other, str(shared)))
+    return found
 
 
 class Runner:
     def __init__(self, rendering: Rendering, launcher: Launcher, options: RunOptions, terminal: Terminal,
-                 upgrade: UpgradePlan | None = None):
+                 report: Report, upgrade: UpgradePlan | None = None):
         self.rendering = rendering
         self.upgrade = upgrade
         self.launcher = launcher
         self.options = options
         self.terminal = terminal
+        self.report = report
         self.namespace = rendering.namespace
         self.run_dir = options.run_dir
         self.run_id = new_run_id()
@@ -115,15 +155,14 @@ class Runner:
         self.followers: dict[int, Follower] = {}
         self.slots: dict[str, NetworkSlot] = {}
         self.pod_numbers: dict[str, int] = {}
-        self.injector = faults_mod.FaultInjector(options.faults)
+        self.injector = faults_mod.FaultInjector(options.faults, report.step_of, report.last_checkpoint)
         self.t0 = time.monotonic()
         self.started_wall = time.time()
         self.interrupted: int | None = None
         self.force_kill = False
         self.shutting_down = False
         self.last_progress = 0.0
-        self.last_saved_step: int | None = None
-        self.tensorboard_url: str | None = None
+        self.stopped_consumers: set[int] = set()  # id() of the failed Jobs whose consumers were stopped
         self.exit_code: int | None = None
         self.result = "error"
         self.error: str | None = None
@@ -159,7 +198,7 @@ class Runner:
         logs = self.run_dir / "logs"
         name = pod.name if restart_count == 0 else f"{pod.name}.restart-{restart_count}"
         record = PodRecord(pod=pod, created_at=self.now(), log_path=logs / f"{name}.log",
-                           restart_count=restart_count, facts=PodFacts())
+                           restart_count=restart_count)
         record.handle = self.launcher.start(pod, record.log_path)
         self.records.append(record)
         self.followers[id(record)] = Follower(record, self._on_line)
@@ -221,10 +260,12 @@ class Runner:
                                           "(not supported locally; ignored)")
         if not any(w.is_job for w in self.workloads):
             raise RunError("the rendering has no Job, JobSet or TFJob to run")
-        for doc in self.rendering.of_kind("Job", "JobSet", "TFJob", "Deployment"):
-            if "gs://" in yaml.safe_dump(doc):
-                raise RunError("storage.type=gcs is not supported by the local runner (pods may reach no "
-                               "network beyond their own); use the default storage.type=pvc")
+        for w in self.workloads:
+            urls = sorted({u for t in w.templates() for u in remote_urls(t)})
+            if urls:
+                raise RunError(f"{w.ref}: its pods are given remote storage ({', '.join(urls)}), but the "
+                               "local runner's pods reach no network beyond their own; give them a "
+                               "PersistentVolumeClaim instead (this chart: storage.type=pvc)")
 
     def _start_network(self) -> None:
         slots = [s for w in self.workloads if not w.terminal for s in w.slots()]
@@ -239,12 +280,10 @@ class Runner:
     # -- the loop ------------------------------------------------------------------------
 
     def _on_line(self, record: PodRecord, line: str) -> None:
-        record.facts.feed(line)
-        if record.facts.saved_steps:
-            self.last_saved_step = record.facts.saved_steps[-1]
+        self.report.on_line(record, line)
         self.terminal.pod_line(record, line)
         if record.running:
-            self.injector.tick(self.elapsed(), [record], self.last_saved_step, self._deliver_fault)
+            self.injector.tick(self.elapsed(), [record], self._deliver_fault)
 
     def _pump(self) -> None:
         for follower in list(self.followers.values()):
@@ -277,11 +316,8 @@ class Runner:
             if record.running and record.deleting and (self.force_kill or now >= (record.kill_at or now)):
                 record.handle.kill()
 
-    def _deliver_fault(self, record: PodRecord, fault) -> None:
-        step = f" at step {fault.seen_step}" if fault.seen_step is not None else ""
-        self.event(f"fault {fault.spec}: {fault.action} pod {record.pod.name}{step}"
-                   + (f" (last checkpoint: step {fault.last_saved_step})" if record.pod.component == "trainer"
-                      else ""))
+    def _deliver_fault(self, record: PodRecord, fault: faults_mod.Fault) -> None:
+        self.event(fault.describe(record.pod.name))
         if fault.action == "kill":
             record.handle.send_signal(signal.SIGKILL)
         elif fault.action == "stop":
@@ -300,9 +336,9 @@ class Runner:
             endpoints = record.handle.endpoints()
             if not probe or "httpGet" not in probe or not endpoints:
                 continue
-            if self.now() - getattr(record, "_last_probe", 0) < 1.0:
+            if self.now() - record.last_probe < 1.0:
                 continue
-            record._last_probe = self.now()
+            record.last_probe = self.now()
             port = probe["httpGet"].get("port")
             if isinstance(port, str):
                 port = next((p.container_port for p in record.pod.container.ports if p.name == port), None)
@@ -316,40 +352,29 @@ class Runner:
             except (urllib.error.URLError, OSError, ValueError):
                 ok = False
             if ok:
-                record.ready = True
-                if record.pod.component == "tensorboard" or self.tensorboard_url is None:
-                    self.tensorboard_url = endpoint.url
-                what = "TensorBoard is serving at" if record.pod.component == "tensorboard" else "ready at"
-                self.event(f"pod {record.pod.name} is ready; {what} {endpoint.url}")
+                record.ready, record.ready_url = True, endpoint.url
+                self.event(self.report.ready_event(record))
 
-    def _progress(self, force: bool = False) -> None:
-        if not force and (self.options.progress_every <= 0
-                          or self.elapsed() - self.last_progress < self.options.progress_every):
+    def _progress(self) -> None:
+        if (self.options.progress_every <= 0
+                or self.elapsed() - self.last_progress < self.options.progress_every):
             return
         self.last_progress = self.elapsed()
-        parts = [format_duration(self.elapsed())]
-        for w in self.workloads:
-            if not w.is_job and w.component != "tensorboard":
-                continue
-            facts = [r.facts for r in w.records]
-            if w.component == "tensorboard":
-                parts.append(f"tensorboard {self.tensorboard_url or 'starting'}")
-                continue
-            replaced = len(w.records) - len({(r.pod.index, r.pod.owner) for r in w.records})
-            if any(f.max_steps for f in facts):
-                step = max((f.step or 0) for f in facts)
-                total = max(f.max_steps or 0 for f in facts)
-                parts.append(f"{w.component} step {step}/{total} ({w.status.lower()}, "
-                             f"{replaced} replacement pod(s))")
-            elif any(f.evaluations for f in facts):
-                step, acc = max(e for f in facts for e in f.evaluations)
-                parts.append(f"{w.component} step {step} validation accuracy {acc:.4f} ({w.status.lower()})")
-            else:
-                parts.append(f"{w.component} {w.status.lower()}")
-        self.event("progress | " + " | ".join(parts))
+        self.event("progress | " + self.report.progress(self))
 
     def _jobs(self) -> list[Workload]:
         return [w for w in self.workloads if w.is_job]
+
+    def _stop_consumers(self, failed: Workload) -> None:
+        """Stop the unfinished Jobs that read what a failed Job writes (see the module docstring)."""
+        if id(failed) in self.stopped_consumers:
+            return
+        self.stopped_consumers.add(id(failed))
+        for consumer, path in consumers_of(failed, self.workloads):
+            if not consumer.terminal:
+                self.event(f"{consumer.ref}: stopping it, because {failed.ref} failed and it reads what "
+                           f"{failed.ref} writes (volume {path})")
+                consumer.stop(f"{failed.ref} failed")
 
     def _loop(self) -> int:
         while True:
@@ -359,7 +384,7 @@ class Runner:
             self._poll()
             self._pump()
             running = [r for r in self.records if r.running]
-            self.injector.tick(self.elapsed(), running, self.last_saved_step, self._deliver_fault)
+            self.injector.tick(self.elapsed(), running, self._deliver_fault)
             self._kill_overdue()
             for workload in self.workloads:
                 workload.tick()
@@ -367,13 +392,8 @@ class Runner:
             self._progress()
             jobs = self._jobs()
             failed = [w for w in jobs if w.status == "Failed"]
-            if any(w.component != "evaluator" for w in failed):
-                # The evaluator waits for the training's completion marker: it would never finish.
-                for w in jobs:
-                    if not w.terminal and w.component == "evaluator":
-                        self.event(f"{w.ref}: stopping it, because {failed[0].ref} failed and it "
-                                   "waits for the training to complete")
-                        w.stop(f"{failed[0].ref} failed")
+            for w in failed:
+                self._stop_consumers(w)
             if all(w.terminal for w in jobs):
                 if failed:
                     self.result = "failed"
@@ -387,11 +407,10 @@ class Runner:
             time.sleep(self.options.tick)
 
     def _linger(self) -> None:
-        """--keep-tensorboard: serve until Ctrl-C."""
-        if not any(r.running and r.pod.component == "tensorboard" for r in self.records):
+        """keep_serving: the Deployments' pods run on until Ctrl-C."""
+        if not any(r.running and not w.is_job for w in self.workloads for r in w.records):
             return
-        self.event(f"every Job finished; TensorBoard keeps serving at {self.tensorboard_url or '(starting)'} "
-                   "until Ctrl-C")
+        self.event(self.report.serving_event(self))
         while self.interrupted is None:
             self._poll()
             self._pump()
@@ -432,12 +451,12 @@ class Runner:
                     self.event(f"not run: {note}")
                 self._start_network()
                 # A Deployment serves the Jobs' output: start it only when a Job runs (or is kept).
-                serve = self.options.keep_tensorboard or any(not w.terminal for w in self._jobs())
+                serve = self.options.keep_serving or any(not w.terminal for w in self._jobs())
                 for w in self.workloads:
                     if not w.terminal and (w.is_job or serve):
                         w.start()
                 code = self._loop()
-                if code == EXIT_OK and self.options.keep_tensorboard:
+                if code == EXIT_OK and self.options.keep_serving:
                     self._linger()
             except (RunError, ManifestError, LauncherError) as e:
                 self.error = str(e)
@@ -492,109 +511,18 @@ class Runner:
 
     # -- the summary ------------------------------------------------------------------------
 
-    def _model_dir(self) -> str | None:
-        for record in self.records:
-            if record.pod.component != "trainer":
-                continue
-            args = record.pod.container.args
-            if "--model-dir" in args:
-                path = args[args.index("--model-dir") + 1]
-                for m in sorted(record.pod.container.mounts, key=lambda m: -len(m.container_path)):
-                    if path == m.container_path or path.startswith(m.container_path + "/"):
-                        return str(m.host_path) + path[len(m.container_path):]
-        return None
-
-    def _describe(self, workload: Workload) -> dict:
-        if workload.finished_wall is None and workload.finished_at is not None:
-            workload.finished_wall = round(self.started_wall + workload.finished_at - self.t0, 3)
-        return workload.describe()
-
-    def summary(self) -> dict:
-        pods = []
-        for r in self.records:
-            pods.append({
-                "name": r.pod.name, "display": r.pod.display, "component": r.pod.component,
-                "owner": r.pod.owner, "index": r.pod.index, "attempt": r.pod.attempt,
-                "restart_count": r.restart_count, "address": r.pod.slot.address if r.pod.slot else None,
-                "log": str(r.log_path), "started": round(r.created_at - self.t0, 2),
-                "finished": round(r.finished_at - self.t0, 2) if r.finished_at else None,
-                "exit_code": r.exit_code, "outcome": r.outcome, "conditions": sorted(r.conditions),
-                "deleted": r.delete_reason or None, "facts": r.facts.as_dict() if r.facts else None})
-        trainer = [r for r in self.records if r.pod.component == "trainer"]
-        evaluator = [r for r in self.records if r.pod.component == "evaluator"]
-        done = [r.facts.done_step for r in trainer if r.facts and r.facts.done_step is not None]
-        evaluations = [e for r in evaluator for e in (r.facts.evaluations if r.facts else [])]
-        final = next((r.facts.final for r in reversed(evaluator) if r.facts and r.facts.final), None)
-        test = next((r.facts.test_accuracy for r in reversed(evaluator)
-                     if r.facts and r.facts.test_accuracy is not None), None)
-        return {
-            "run_id": self.run_id, "run_dir": str(self.run_dir), "release": self.rendering.release,
-            "namespace": self.namespace, "launcher": self.launcher.name, "result": self.result,
-            "exit_code": self.exit_code, "error": self.error,
-            "elapsed_seconds": round(self.elapsed(), 2), "started": self.started_wall,
-            "render_command": self.rendering.command, "model_dir": self._model_dir(),
-            "tensorboard_url": self.tensorboard_url,
-            "workloads": [self._describe(w) for w in self.workloads], "not_run": self.ignored_kinds,
-            "upgrade": self.upgrade.as_dict() if self.upgrade else None,
-            "faults": [f.as_dict() for f in self.injector.faults], "pods": pods,
-            "training": {"final_step": max(done) if done else None,
-                         "last_step": max((r.facts.step or 0 for r in trainer if r.facts), default=None),
-                         "last_checkpoint": self.last_saved_step,
-                         "max_steps": max((r.facts.max_steps or 0 for r in trainer if r.facts), default=None),
-                         "replacement_pods": sum(1 for r in trainer if r.pod.attempt or r.restart_count)},
-            "evaluation": {"evaluations": evaluations, "final": final, "test_accuracy": test},
-        }
+    def wall_time(self, monotonic: float) -> float:
+        """A time of the runner's clock as time.time()."""
+        return round(self.started_wall + monotonic - self.t0, 3)
 
     def _summary(self) -> None:
-        data = self.summary()
+        for w in self.workloads:
+            if w.finished_wall is None and w.finished_at is not None:
+                w.finished_wall = self.wall_time(w.finished_at)
+        data = self.report.summary(self)
         try:
             (self.run_dir / "summary.json").write_text(json.dumps(data, indent=1, sort_keys=True))
         except OSError as e:
             self.event(f"warning: cannot write summary.json: {e}")
-        say = self.terminal.runner_line
-        say(f"summary | result: {data['result']} (exit {data['exit_code']}) after "
-            f"{format_duration(data['elapsed_seconds'])}")
-        if self.upgrade:
-            verbs = ("create", "update", "unchanged", "delete", "keep")
-            say("summary | upgrade: " + ", ".join(
-                f"{self.upgrade.count(verb)} {verb}" for verb in verbs if self.upgrade.count(verb)))
-        for w in self.workloads:
-            text = f"summary | {w.ref}: {w.status}" + (f" ({w.reason})" if w.reason else "")
-            if isinstance(w, JobController) and w.indexed:
-                text += "; " + ", ".join(
-                    f"index {s.index}: {len(s.pods)} pod(s), {s.counted} counted + {s.ignored} ignored "
-                    f"failure(s)" for s in w.indexes)
-            elif hasattr(w, "restarts"):
-                restarts = w.restarts if isinstance(w.restarts, int) else sum(w.restarts)
-                text += f"; {restarts} restart(s)"
-            else:
-                text += f"; {len(w.records)} pod(s)"
-            say(text)
-            if w.message and w.status == "Failed":
-                say(f"summary |   {w.message}")
-        training = data["training"]
-        if training["final_step"] is not None:
-            say(f"summary | training: final step {training['final_step']} of {training['max_steps']}")
-        elif training["max_steps"]:
-            say(f"summary | training: stopped at step {training['last_step']} of {training['max_steps']}; "
-                f"last checkpoint: step {training['last_checkpoint']} (--resume continues from it)")
-        errors = sorted({e for r in self.records if r.facts for e in r.facts.errors})
-        for e in errors:
-            say(f"summary | error reported by a pod: {e}")
-        ev = data["evaluation"]
-        if ev["evaluations"]:
-            step, acc = ev["evaluations"][-1]
-            say(f"summary | evaluator: {len(ev['evaluations'])} checkpoint(s) evaluated; validation accuracy "
-                f"{acc:.4f} at step {step}" + (f"; test accuracy {ev['test_accuracy']:.4f}"
-                                               if ev["test_accuracy"] is not None else ""))
-        for fault in self.injector.faults:
-            if fault.fired:
-                say(f"summary | fault {fault.spec}: fired at {fault.fired_at:.1f} s on {fault.pod}"
-                    + (f" (step {fault.seen_step})" if fault.seen_step is not None else ""))
-            else:
-                say(f"summary | fault {fault.spec}: never fired")
-        if self.tensorboard_url:
-            say(f"summary | TensorBoard was at {self.tensorboard_url} (stopped with the run; "
-                f"`tensorboard --logdir {data['model_dir']}` serves it again)")
-        say(f"summary | pod logs: {self.run_dir / 'logs'}/; model dir: {data['model_dir']}; "
-            f"summary: {self.run_dir / 'summary.json'}")
+        for line in self.report.summary_lines(self, data):
+            self.terminal.runner_line(f"summary | {line}")
