@@ -54,3 +54,8 @@ LEASE_WAITING = re.compile(r"^lease \| (?P<path>\S+) is held by (?P<holder>.*), 
                            r"same run; waiting up to (?P<secs>\d+) s", re.M)
 LEASE_RELEASED_FORMAT = "lease | released %s"
 LEASE_RELEASED = re.compile(r"^lease \| released (?P<path>\S+)", re.M)
+
+# --- parsed by mnistctl
+# The evaluator's machine-readable twin of each human line (model/evaluate.py `_emit`:
+# `json.dumps(event, sort_keys=True)`); `event` is "eval" or "final". Parse the line with json.loads.
+EVAL_EVENT = re.compile(r'^\{.*"event":\s*"(?P<event>\w+)".*\}\s*$', re.M)
