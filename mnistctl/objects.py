@@ -16,7 +16,9 @@ from model.errors import EXIT_PREEMPTED
 
 # The Job controller's message for a pod failure policy's FailJob rule names the
 # exit code: "Container <c> for pod <ns>/<pod> failed with exit code <n> matching
-# FailJob rule at index <i>" (kubernetes pkg/controller/job/pod_failure_policy.go, v1.31).
+# FailJob rule at index <i>" (kubernetes/kubernetes pkg/controller/job/pod_failure_policy.go;
+# the message TestMatchPodFailurePolicy in pod_failure_policy_test.go expects, and the
+# one the docs' "pod failure policy" task shows).
 _JOB_MESSAGE_EXIT_CODE = re.compile(r"exit code (\d+)")
 
 

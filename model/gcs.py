@@ -490,7 +490,7 @@ def check_publish_target(dest_uri: str, *, overwrite: bool, client=None) -> None
                           "--export-dir or remove it yourself")
 
 
-# ---------------------------------------------------------------- small reads (ops)
+# ---------------------------------------------------------------- small reads (mnistctl)
 
 def read_text(uri: str, client=None) -> str | None:
     """The text of one object, or None if it does not exist."""
