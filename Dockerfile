@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
-# mnist-train image: `python -m model train|evaluate|export`, plus `tensorboard`.
+# mnist-train image: `python -m model train|evaluate|export`, plus `tensorboard` and
+# `python -m mnistctl check` (the chart's helm test hook).
 #
 #   docker build -t mnist-train:0.1.0 .                       # GPU: tensorflow[and-cuda]
 #   docker build --build-arg TF_EXTRA=cpu -t mnist-train:0.1.0-cpu .   # CPU only
@@ -52,6 +53,7 @@ print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['build-system']['requ
     && /opt/venv/bin/pip install -r /tmp/build-requirements.txt
 COPY README.md ./
 COPY model ./model
+COPY mnistctl ./mnistctl
 RUN /opt/venv/bin/pip install --no-deps --no-build-isolation --target /opt/mnist-train .
 
 FROM runtime

@@ -14,6 +14,7 @@ import functools
 
 from bench.procs import PYTHON, BenchError, CpuWindow, Proc, base_env, wait_all, wait_for_quiet
 from bench.runs import Context, eval_events, median, run_result_script, run_training, start_training
+from model import layout
 
 NAMES = {"mlp": "MLP", "lenet5": "LeNet-5"}
 NEVER = str(10 ** 9)  # --save-checkpoints-steps that never fires before the final save
@@ -350,7 +351,7 @@ def _evaluator(ctx: Context, name: str, model_dir: Path, interval: float) -> Pro
 
 
 def _final_metrics(proc: Proc, model_dir: Path) -> dict:
-    path = model_dir / "eval" / "final_metrics.json"
+    path = model_dir / layout.EVAL_SUMMARY_DIR / layout.FINAL_METRICS
     if not path.exists():
         raise BenchError(f"{path} was not written (log {proc.log_path})")
     return json.loads(path.read_text())

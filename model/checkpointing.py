@@ -1,12 +1,6 @@
-"""The model directory's layout and the files trainer and evaluator share.
+"""Checkpoints and the small files trainer and evaluator share, with TensorFlow.
 
-    <model-dir>/checkpoint, ckpt-<step>.{index,data-*}   chief's checkpoints
-    <model-dir>/run_config.json                           the run's identity (model/run_identity.py)
-    <model-dir>/lease.json, .lock                         the chief's lease (model/lease.py)
-    <model-dir>/training_complete.json                    final step marker
-    <model-dir>/train/                                    chief's summaries
-    <model-dir>/eval/                                     evaluator (default --eval-dir)
-
+The model directory's layout (every name written there) is model/layout.py.
 Checkpoints are numbered by global step. As in TF's official/core/train_lib,
 only the chief writes the real directory; other workers save too (saving a
 mirrored variable may need collectives) but into a private temporary
@@ -21,32 +15,23 @@ All I/O goes through tf.io.gfile so gs:// model directories work.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import tempfile
 import uuid
 
 import tensorflow as tf
 
+from model import layout
 from model.errors import CheckpointError, ModelDirError
-from model.run_identity import COMPLETE_MARKER, RUN_CONFIG
+# Re-exported: the names the trainer and evaluator have always used from here.
+from model.layout import (CHECKPOINT_PREFIX, COMPLETE_MARKER, EVAL_SUMMARY_DIR, RUN_CONFIG,  # noqa: F401
+                          TRAIN_SUMMARY_DIR, step_of)
+from model.layout import child as join
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT_PREFIX = "ckpt"
-TRAIN_SUMMARY_DIR = "train"
-EVAL_SUMMARY_DIR = "eval"
-
-_STEP_RE = re.compile(rf"{CHECKPOINT_PREFIX}-(\d+)$")
-# What tf.train.Checkpoint.write leaves when it fails half-way: a directory
-# <prefix>_temp holding part-<i>-of-<n>.{index,data-*}, each written as
-# <file>.tempstate<digits> first.
-_TEMP_DIR_RE = re.compile(rf"{CHECKPOINT_PREFIX}-\d+_temp$")
-_TEMP_PART_RE = re.compile(r"part-\d+-of-\d+(\.index|\.data-\d+-of-\d+)?(\.tempstate\d+)?$")
 
 # Errors that say the model directory itself is unusable: no restart helps.
 _UNUSABLE_DIR_ERRORS = (tf.errors.PermissionDeniedError, tf.errors.FailedPreconditionError,
@@ -58,16 +43,6 @@ _UNUSABLE_DIR_ERRORS = (tf.errors.PermissionDeniedError, tf.errors.FailedPrecond
 # IndexError, a zero-byte .index an OpError, a bit flip DataLossError (an
 # OpError), deletion NotFoundError, a mismatched file ValueError/AssertionError.
 READ_ERRORS = (tf.errors.OpError, IndexError, ValueError, AssertionError, KeyError)
-
-
-def join(*parts: str) -> str:
-    return os.path.join(*parts)
-
-
-def step_of(checkpoint_path: str) -> int | None:
-    """The global step a checkpoint path was saved at, from its name."""
-    match = _STEP_RE.search(checkpoint_path)
-    return int(match.group(1)) if match else None
 
 
 def write_json_atomic(path: str, payload: dict) -> None:
@@ -94,9 +69,9 @@ def _set_aside_unreadable_state(model_dir: str) -> None:
     try:
         list_checkpoints(model_dir)
     except ValueError as e:
-        aside = join(model_dir, f"checkpoint.unreadable-{uuid.uuid4().hex[:8]}")
+        aside = join(model_dir, f"{layout.UNREADABLE_STATE_PREFIX}{uuid.uuid4().hex[:8]}")
         log.warning("train | %s; renaming it to %s", e, aside)
-        tf.io.gfile.rename(join(model_dir, "checkpoint"), aside)
+        tf.io.gfile.rename(join(model_dir, layout.CHECKPOINT_STATE), aside)
 
 
 def _reason(error: tf.errors.OpError) -> str:
@@ -120,7 +95,7 @@ def prepare_model_dir(model_dir: str, *, chief: bool) -> None:
         if tf.io.gfile.isdir(model_dir):
             remove_failed_saves(model_dir)  # first: they may be what filled the disk
         tf.io.gfile.makedirs(model_dir)
-        probe = join(model_dir, f".write-test-{uuid.uuid4().hex[:8]}")
+        probe = join(model_dir, f"{layout.WRITE_PROBE_PREFIX}{uuid.uuid4().hex[:8]}")
         with tf.io.gfile.GFile(probe, "w") as f:
             f.write("ok\n")
         tf.io.gfile.remove(probe)
@@ -139,9 +114,9 @@ def remove_failed_saves(model_dir: str) -> list[str]:
     for name in tf.io.gfile.listdir(model_dir):
         name = name.rstrip("/")
         path = join(model_dir, name)
-        if not _TEMP_DIR_RE.fullmatch(name) or not tf.io.gfile.isdir(path):
+        if not layout.FAILED_SAVE_DIR_RE.fullmatch(name) or not tf.io.gfile.isdir(path):
             continue
-        strangers = [f for f in tf.io.gfile.listdir(path) if not _TEMP_PART_RE.fullmatch(f)]
+        strangers = [f for f in tf.io.gfile.listdir(path) if not layout.FAILED_SAVE_PART_RE.fullmatch(f)]
         if strangers:
             log.warning("train | not removing %s: it holds files a checkpoint save does not "
                         "write (%s)", path, ", ".join(sorted(strangers)[:5]))
@@ -160,8 +135,7 @@ def worker_temp_dir(model_dir: str, task_index: int) -> str:
     mkdtemp (mode 0700, a new name) so nothing another user put in a shared
     /tmp is ever used.
     """
-    digest = hashlib.sha256(model_dir.encode()).hexdigest()[:12]
-    prefix = f"mnist-train-worker{task_index}-{digest}-"
+    prefix = layout.worker_temp_prefix(model_dir, task_index)
     parent = tempfile.gettempdir()
     for name in os.listdir(parent):
         path = os.path.join(parent, name)
@@ -197,7 +171,7 @@ class CheckpointWriter:
             remove_failed_saves(self.directory)
             if isinstance(e, tf.errors.ResourceExhaustedError):
                 raise ModelDirError(f"no space left on the device saving checkpoint "
-                                    f"{CHECKPOINT_PREFIX}-{step} in {self.directory}; free space or "
+                                    f"{layout.checkpoint_name(step)} in {self.directory}; free space or "
                                     "use a larger volume, then run again to resume from the last "
                                     "checkpoint") from None
             raise
@@ -228,14 +202,11 @@ def read_complete_marker(model_dir: str) -> int | None:
     except (tf.errors.OpError, ValueError) as e:
         log.warning("unreadable %s (%s); treating training as not finished", COMPLETE_MARKER, e)
         return None
-    if not marker or not isinstance(marker.get("final_step"), int):
-        return None
-    return marker["final_step"]
+    return layout.final_step_of(marker)
 
 
 def write_complete_marker(model_dir: str, final_step: int, checkpoint_path: str) -> None:
-    write_json_atomic(join(model_dir, COMPLETE_MARKER),
-                      {"final_step": final_step, "checkpoint": os.path.basename(checkpoint_path)})
+    write_json_atomic(join(model_dir, COMPLETE_MARKER), layout.complete_marker(final_step, checkpoint_path))
 
 
 def clear_complete_marker(model_dir: str) -> None:
@@ -251,7 +222,7 @@ def list_checkpoints(model_dir: str) -> list[str]:
     the commit point. Raises ValueError if it is unreadable (empty or garbage),
     tf.errors.OpError on I/O failure; returns [] if there is none yet.
     """
-    state_path = join(model_dir, "checkpoint")
+    state_path = join(model_dir, layout.CHECKPOINT_STATE)
     if not tf.io.gfile.exists(state_path):
         return []
     try:
@@ -261,8 +232,8 @@ def list_checkpoints(model_dir: str) -> list[str]:
     if state is None:  # garbage: TensorFlow logs the parse error and returns None
         raise ValueError(f"{state_path} is not a readable checkpoint state file")
     paths = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
-    paths = [p if os.path.isabs(p) or "://" in p else join(model_dir, p) for p in paths]
-    return sorted(paths, key=lambda p: step_of(p) if step_of(p) is not None else -1)
+    paths = [layout.resolve(model_dir, p) for p in paths]
+    return layout.by_step(paths)
 
 
 def find_checkpoints(model_dir: str) -> tuple[list[str], str | None]:
@@ -279,9 +250,8 @@ def find_checkpoints(model_dir: str) -> tuple[list[str], str | None]:
         listed, unreadable_state = list_checkpoints(model_dir), None
     except ValueError as e:
         listed, unreadable_state = [], str(e)
-    found = [path[: -len(".index")] for path in
-             tf.io.gfile.glob(join(model_dir, f"{CHECKPOINT_PREFIX}-*.index"))]
-    paths = sorted({*listed, *found}, key=lambda p: step_of(p) if step_of(p) is not None else -1)
+    found = [path[: -len(".index")] for path in tf.io.gfile.glob(layout.checkpoint_glob(model_dir))]
+    paths = layout.by_step({*listed, *found})
     return paths, unreadable_state
 
 

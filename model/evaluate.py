@@ -32,7 +32,7 @@ import uuid
 
 import tensorflow as tf
 
-from model import checkpointing
+from model import checkpointing, layout
 from model.checkpointing import READ_ERRORS
 from model.data import MnistSplits, Split, load_mnist
 from model.errors import CheckpointError, ConfigError
@@ -42,8 +42,8 @@ from model.train_state import MovingAverages
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = "eval_state.json"
-FINAL_METRICS = "final_metrics.json"
+STATE_FILE = layout.EVAL_STATE
+FINAL_METRICS = layout.FINAL_METRICS
 MAX_READ_ATTEMPTS = 3  # a checkpoint that fails this often is given up on
 STATE_FORMAT = 2  # eval_state.json keyed on checkpoint identity (1: on names, no "format" key)
 
@@ -60,7 +60,7 @@ class EvalConfig:
     max_steps: int | None = None  # the step training runs to (None: whatever the marker says)
 
     def resolved_eval_dir(self) -> str:
-        return self.eval_dir or checkpointing.join(self.model_dir, checkpointing.EVAL_SUMMARY_DIR)
+        return self.eval_dir or layout.child(self.model_dir, layout.EVAL_SUMMARY_DIR)
 
     def validate(self) -> None:
         if not self.model_dir:
@@ -166,7 +166,7 @@ class EvalState:
     """
 
     def __init__(self, eval_dir: str):
-        self.path = checkpointing.join(eval_dir, STATE_FILE)
+        self.path = layout.child(eval_dir, STATE_FILE)
         saved = self._load()
         self.results: dict[int, dict] = {int(k): v for k, v in saved.get("results", {}).items()}
         self.failures: dict[str, int] = {}
@@ -282,7 +282,7 @@ class Evaluator:
             log.warning("eval | cannot list checkpoints yet: %s", e)
             return False
         if unreadable_state:
-            self._warn_once(f"eval | {unreadable_state}; listing the {checkpointing.CHECKPOINT_PREFIX}"
+            self._warn_once(f"eval | {unreadable_state}; listing the {layout.CHECKPOINT_PREFIX}"
                             "-*.index files instead")
         new = False
         for path in paths:
@@ -290,14 +290,14 @@ class Evaluator:
             if identity is None:  # listed in the state file, but its files are gone
                 self._warn_once(f"eval | skipping {path}: its files are gone")
                 continue
-            if not self.state.done(checkpointing.step_of(path), identity):
+            if not self.state.done(layout.step_of(path), identity):
                 new = True
                 self.evaluate_checkpoint(path, identity)
         return new
 
     def _final_checkpoint_error(self, final_step: int, path: str, reason: str) -> CheckpointError:
         return CheckpointError(
-            f"training is complete ({checkpointing.COMPLETE_MARKER} names step {final_step}) but "
+            f"training is complete ({layout.COMPLETE_MARKER} names step {final_step}) but "
             f"its final checkpoint {path} {reason}; no restart can fix this: restore the files or "
             f"train again (evaluation state: {self.state.path})")
 
@@ -324,14 +324,13 @@ class Evaluator:
         with self.writer.as_default(step=final_step):
             tf.summary.scalar("test_accuracy", test_accuracy)
         self.writer.flush()
-        checkpointing.write_json_atomic(checkpointing.join(self.eval_dir, FINAL_METRICS), metrics)
+        checkpointing.write_json_atomic(layout.child(self.eval_dir, FINAL_METRICS), metrics)
         print(f"After {final_step} training step(s), test accuracy = {test_accuracy:g}", flush=True)
         _emit({"event": "final", **metrics})
         return metrics
 
     def _final_path(self, final_step: int) -> str:
-        return checkpointing.join(self.config.model_dir,
-                                  f"{checkpointing.CHECKPOINT_PREFIX}-{final_step}")
+        return layout.child(self.config.model_dir, layout.checkpoint_name(final_step))
 
     def _final_problem(self, final_step: int, identity: str | None) -> str | None:
         """Why the final checkpoint can never be scored, or None while it still may be."""
@@ -393,17 +392,17 @@ def evaluate(config: EvalConfig, *, datasets: MnistSplits | None = None,
         if config.timeout_secs and waited >= config.timeout_secs:
             log.warning("eval | giving up after %g s (--timeout-secs): no %s appeared in %s, so the "
                         "network is unknown; is a trainer writing to this --model-dir? (or pass "
-                        "--model)", config.timeout_secs, checkpointing.RUN_CONFIG, config.model_dir)
+                        "--model)", config.timeout_secs, layout.RUN_CONFIG, config.model_dir)
             return None
         log.info("eval | --model not given; waiting for %s to appear in %s",
-                 checkpointing.RUN_CONFIG, config.model_dir)
+                 layout.RUN_CONFIG, config.model_dir)
         interval = config.eval_interval_secs
         if config.timeout_secs:
             interval = min(interval, config.timeout_secs - waited)
         if stop_event.wait(interval):
             return None
     try:
-        existing = checkpointing.read_json(checkpointing.join(config.resolved_eval_dir(), FINAL_METRICS))
+        existing = checkpointing.read_json(layout.child(config.resolved_eval_dir(), FINAL_METRICS))
     except (ValueError, tf.errors.OpError):
         existing = None
     final_step = config.training_final_step()

@@ -27,23 +27,19 @@ from __future__ import annotations
 import logging
 import os
 import posixpath
+import tempfile
 import uuid
 
 import tensorflow as tf
 
-from model import checkpointing
-from model.errors import CheckpointError, ConfigError
+from model import checkpointing, gcs, layout
 from model.checkpointing import READ_ERRORS
+from model.errors import CheckpointError, ConfigError
 from model.evaluate import CheckpointScorer, EvalState
-from model.gcs import EXPORT_MARKER, SCHEME, check_publish_target, is_gcs_uri, publish_export
+from model.gcs import SCHEME, is_gcs_uri
+from model.layout import EXPORT_INFO, not_an_export
 
 log = logging.getLogger(__name__)
-
-EXPORT_INFO = "export_info.json"
-# The top-level entries tf.saved_model.save writes, plus ours and model/gcs.py's
-# marker: a directory holding nothing else (and a saved_model.pb) is an export.
-SAVED_MODEL_ENTRIES = frozenset({"saved_model.pb", "variables", "assets", "assets.extra",
-                                 "fingerprint.pb", EXPORT_INFO, EXPORT_MARKER})
 
 
 class ServingModule(tf.Module):
@@ -109,24 +105,13 @@ def refuse_training_state(export_dir: str, model_dir: str, eval_dir: str | None 
                               "directory outside it")
 
 
-def not_an_export(entries: set[str]) -> str | None:
-    """What makes a directory with these top-level entries not a previous export, or None if it is one."""
-    if not entries or EXPORT_INFO in entries or EXPORT_MARKER in entries:
-        return None
-    if "saved_model.pb" in entries and entries <= SAVED_MODEL_ENTRIES:
-        return None
-    found = sorted(entries - SAVED_MODEL_ENTRIES) or sorted(entries)
-    shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
-    return f"it holds {shown}, which is not a previous export (no {EXPORT_INFO}, not a bare SavedModel)"
-
-
 def check_export_target(model_dir: str, export_dir: str, *, overwrite: bool,
                         eval_dir: str | None = None) -> None:
     """Refuse an export directory that holds training state or, unless `overwrite`,
     anything at all; with `overwrite` only a previous export may be replaced."""
     refuse_training_state(export_dir, model_dir, eval_dir)
     if is_gcs_uri(export_dir):
-        check_publish_target(export_dir, overwrite=overwrite)
+        gcs.check_publish_target(export_dir, overwrite=overwrite)
         return
     if not tf.io.gfile.exists(export_dir):
         return
@@ -146,7 +131,7 @@ def write_saved_model(model_dir: str, target: str, *, model: str | None = None,
     into `target`, which must not exist; returns what export_info.json says."""
     model = model or checkpointing.run_model_name(model_dir)
     if model is None:
-        raise ConfigError(f"--model not given and {model_dir} has no {checkpointing.RUN_CONFIG}")
+        raise ConfigError(f"--model not given and {model_dir} has no {layout.RUN_CONFIG}")
     if not checkpoint_path:
         # The newest checkpoint the state file lists, even if its files are gone
         # (restoring it then fails naming it, rather than exporting an older one).
@@ -169,8 +154,22 @@ def write_saved_model(model_dir: str, target: str, *, model: str | None = None,
             "signatures": ["serving_default", "predict_pixels"]}
     tf.saved_model.save(module, target, signatures={
         "serving_default": module.serve, "predict_pixels": module.serve_pixels})
-    checkpointing.write_json_atomic(checkpointing.join(target, EXPORT_INFO), info)
+    checkpointing.write_json_atomic(layout.child(target, EXPORT_INFO), info)
     return info
+
+
+def publish_export(model_dir: str, export_dir: str, *, model: str | None = None,
+                   checkpoint_path: str | None = None, overwrite: bool = False) -> str:
+    """Export to gs://: a local SavedModel, then model/gcs.py's two-phase publish."""
+    client = gcs.make_client()
+    gcs.check_publish_target(export_dir, overwrite=overwrite, client=client)
+    with tempfile.TemporaryDirectory(prefix="mnist-export-") as tmp:
+        local = os.path.join(tmp, "saved_model")
+        written = write_saved_model(model_dir, local, model=model, checkpoint_path=checkpoint_path)
+        info = {"model_dir": model_dir, "checkpoint": checkpoint_path or "newest",
+                "model": written["model"], "trained_steps": written["trained_steps"]}
+        return gcs.publish_dir(local, str(gcs.parse_uri(export_dir)), overwrite=overwrite, client=client,
+                               info=info)
 
 
 def export(model_dir: str, export_dir: str, *, model: str | None = None,

@@ -71,11 +71,11 @@ import uuid
 from collections.abc import Iterator
 
 from model.errors import ConfigError, DataError
+from model.layout import EXPORT_MARKER, not_an_export
 
 log = logging.getLogger(__name__)
 
 SCHEME = "gs://"
-EXPORT_MARKER = "export_complete.json"
 CACHE_ENV = "MNIST_DATA_CACHE_DIR"
 SOURCE_SUFFIX = ".source.json"
 PARTIAL_SUFFIX = ".partial"
@@ -469,11 +469,9 @@ def download_export(uri: str, local_dir: str, client=None) -> str:
 
 def check_publish_target(dest_uri: str, *, overwrite: bool, client=None) -> None:
     """Refuse a destination that holds anything, unless `overwrite`; and with
-    `overwrite`, anything but a previous export (model.export.not_an_export:
+    `overwrite`, anything but a previous export (model.layout.not_an_export:
     a marker, or nothing but a SavedModel's files). The caller has refused
     training state (model.export.refuse_training_state)."""
-    from model.export import not_an_export
-
     dest = parse_uri(dest_uri)
     if not dest.prefix:
         raise ConfigError(f"{dest_uri}: give a directory inside the bucket, not the bucket itself")
@@ -492,23 +490,7 @@ def check_publish_target(dest_uri: str, *, overwrite: bool, client=None) -> None
                           "--export-dir or remove it yourself")
 
 
-def publish_export(model_dir: str, export_dir: str, *, model: str | None = None,
-                   checkpoint_path: str | None = None, overwrite: bool = False) -> str:
-    """`model.export.export` to gs://: a local SavedModel, then publish_dir."""
-    from model.export import write_saved_model
-
-    dest = parse_uri(export_dir)
-    client = make_client()
-    check_publish_target(export_dir, overwrite=overwrite, client=client)
-    with tempfile.TemporaryDirectory(prefix="mnist-export-") as tmp:
-        local = os.path.join(tmp, "saved_model")
-        written = write_saved_model(model_dir, local, model=model, checkpoint_path=checkpoint_path)
-        info = {"model_dir": model_dir, "checkpoint": checkpoint_path or "newest",
-                "model": written["model"], "trained_steps": written["trained_steps"]}
-        return publish_dir(local, str(dest), overwrite=overwrite, client=client, info=info)
-
-
-# ---------------------------------------------------------------- small reads (ops)
+# ---------------------------------------------------------------- small reads (mnistctl)
 
 def read_text(uri: str, client=None) -> str | None:
     """The text of one object, or None if it does not exist."""

@@ -32,8 +32,7 @@ import uuid
 from collections.abc import Iterator
 
 from model import gcs
-
-LOCK_NAME = ".lock"
+from model.layout import LOCK_NAME
 # A directory that cannot be written for these reasons will not become writable
 # on a restart: the user must fix it (exit 2). Other OSErrors (EIO...) stay retryable.
 _UNUSABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST}
@@ -187,11 +186,6 @@ class _GcsJson:
         except (api.PreconditionFailed, api.NotFound):
             return False
         return True
-
-
-def child(directory: str, name: str) -> str:
-    """`directory`/`name` for a local path or a gs:// URI."""
-    return f"{directory.rstrip('/')}/{name}" if gcs.is_gcs_uri(directory) else os.path.join(directory, name)
 
 
 def GuardedJson(path: str, client=None):  # noqa: N802 - a factory standing for a class

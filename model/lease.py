@@ -39,11 +39,11 @@ from collections.abc import Callable
 
 from model import log_lines
 from model.errors import EXIT_CONFIG_ERROR, EXIT_FAILURE, ConfigError, MnistTrainError
-from model.guarded_json import GuardedJson, child
+from model.guarded_json import GuardedJson
+from model.layout import LEASE_FILE, child
 
 log = logging.getLogger(__name__)
 
-LEASE_FILE = "lease.json"
 TTL_ENV = "MNIST_LEASE_TTL_SECS"
 WAIT_ENV = "MNIST_LEASE_WAIT_SECS"
 DEFAULT_TTL_SECS = 30.0

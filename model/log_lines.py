@@ -55,8 +55,9 @@ LEASE_WAITING = re.compile(r"^lease \| (?P<path>\S+) is held by (?P<holder>.*), 
 LEASE_RELEASED_FORMAT = "lease | released %s"
 LEASE_RELEASED = re.compile(r"^lease \| released (?P<path>\S+)", re.M)
 
-# --- parsed by the local runner
+# --- parsed by the local runner and mnistctl
 # The configuration line `python -m model train|evaluate` logs first (model/cli.py: "config | k=v ...").
 CONFIG_MODEL_DIR = re.compile(r"^config \| (?:.* )?model_dir=(?P<path>\S+)", re.M)
-# The evaluator's machine-readable twin of each human line (model/evaluate.py _emit: one JSON object).
-EVAL_EVENT = re.compile(r'^(?P<json>\{.*"event": "(?P<event>[a-z_]+)".*\})$', re.M)
+# The evaluator's machine-readable twin of each human line (model/evaluate.py `_emit`:
+# `json.dumps(event, sort_keys=True)`); `event` is "eval" or "final". Parse `json` with json.loads.
+EVAL_EVENT = re.compile(r'^(?P<json>\{.*"event":\s*"(?P<event>\w+)".*\})\s*$', re.M)

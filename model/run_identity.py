@@ -41,13 +41,11 @@ import numpy as np
 from model import lease as leases
 from model import log_lines
 from model.errors import ConfigError
-from model.guarded_json import GuardedJson, child
+from model.guarded_json import GuardedJson
+from model.layout import COMPLETE_MARKER, RUN_CONFIG, child, final_step_of
 
 log = logging.getLogger(__name__)
 
-# Named here, without TensorFlow; model/checkpointing.py uses these names.
-RUN_CONFIG = "run_config.json"
-COMPLETE_MARKER = "training_complete.json"
 FORMAT = 2  # run_config.json without "format": written before runs had an identity
 # Hyperparameters that do not define the run: a resume may change them.
 NOT_IDENTITY = ("max_steps",)
@@ -230,8 +228,8 @@ def log_start(model_dir: str, identity: RunIdentity, start_step: int, max_steps:
         marker = GuardedJson(child(model_dir, COMPLETE_MARKER), client).read()
     except ConfigError:  # damaged: it is rewritten at the end anyway
         marker = None
-    final = marker[0].get("final_step") if marker else None
-    if isinstance(final, int) and final <= start_step:
+    final = final_step_of(marker[0]) if marker else None
+    if final is not None and final <= start_step:
         log.info(log_lines.RUN_EXTENDING_FORMAT, identity.run_id, start_step, max_steps)
     else:
         log.info(log_lines.RUN_RESUMING_FORMAT, identity.run_id, start_step, max_steps)

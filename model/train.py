@@ -20,7 +20,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from model import checkpointing, log_lines, run_identity
+from model import checkpointing, layout, log_lines, run_identity
 from model.config import ALL_REDUCE_DTYPES, COMPUTE_DTYPES, GRADIENT_EXCHANGES, Hyperparameters
 from model.data import MnistSplits, load_mnist
 from model.errors import ConfigError
@@ -288,7 +288,7 @@ def _train(config: TrainConfig, strategy, datasets, is_chief, stop: threading.Ev
                                             task_index=task_index,
                                             max_to_keep=config.keep_checkpoints)
     summary_writer = (tf.summary.create_file_writer(
-        checkpointing.join(config.model_dir, checkpointing.TRAIN_SUMMARY_DIR))
+        layout.child(config.model_dir, layout.TRAIN_SUMMARY_DIR))
         if is_chief else tf.summary.create_noop_writer())
     if is_chief and start_step < hp.max_steps:
         checkpointing.clear_complete_marker(config.model_dir)
@@ -378,7 +378,7 @@ def _train(config: TrainConfig, strategy, datasets, is_chief, stop: threading.Ev
 
     if last_saved_step != step:  # resumed a finished run: make sure the final state is saved
         writer.save(step)
-    final_path = checkpointing.join(config.model_dir, f"{checkpointing.CHECKPOINT_PREFIX}-{step}")
+    final_path = layout.child(config.model_dir, layout.checkpoint_name(step))
     if is_chief:
         checkpointing.write_complete_marker(config.model_dir, step, final_path)
     summary_writer.flush()

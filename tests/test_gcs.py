@@ -546,21 +546,22 @@ def test_export_best_to_checks_the_uri_first(tmp_path, capsys):
 
 # ---------------------------------------------------------------- the helm test hook on gs://
 
-def test_ops_check_reads_a_gcs_model_dir(client, bucket, capsys):
-    """`python -m model.ops check --model-dir gs://...` (the hook on gcs storage)."""
-    from model import ops
+def test_mnistctl_check_reads_a_gcs_model_dir(client, bucket, capsys):
+    """`python -m mnistctl check --model-dir gs://...` (the hook on gcs storage)."""
+    from mnistctl import cli as mnistctl_cli
+    from mnistctl import model_dir
 
     uri = f"gs://{bucket.name}/mnist/mnist-train"
-    assert ops.main(["check", "--model-dir", uri, "--timeout-secs", "0"]) == 0
+    assert mnistctl_cli.main(["check", "--model-dir", uri, "--timeout-secs", "0"]) == 0
     assert "skip | training has not started" in capsys.readouterr().out
     bucket.blob("mnist/mnist-train/run_config.json").upload_from_string('{"model": "mlp"}')
-    assert ops.main(["check", "--model-dir", uri, "--timeout-secs", "0"]) == 1
+    assert mnistctl_cli.main(["check", "--model-dir", uri, "--timeout-secs", "0"]) == 1
     assert "FAIL | training has started" in capsys.readouterr().out
     bucket.blob("mnist/mnist-train/checkpoint").upload_from_string(
         f'model_checkpoint_path: "{uri}/ckpt-2000"\n'
         f'all_model_checkpoint_paths: "{uri}/ckpt-1000"\n'
         f'all_model_checkpoint_paths: "{uri}/ckpt-2000"\n')
     bucket.blob("mnist/mnist-train/ckpt-2000.index").upload_from_string(b"\0")
-    assert ops.read_model_dir(uri).checkpoints == [2000]  # ckpt-1000 has no .index
-    assert ops.main(["check", "--model-dir", uri, "--timeout-secs", "0"]) == 0
+    assert model_dir.read_model_dir(uri).checkpoints == [2000]  # ckpt-1000 has no .index
+    assert mnistctl_cli.main(["check", "--model-dir", uri, "--timeout-secs", "0"]) == 0
     assert f"ok   | {uri} has 1 checkpoint(s), newest at step 2000" in capsys.readouterr().out

@@ -1,7 +1,7 @@
 """The chart's `helm test` hook (templates/tests/check-job.yaml) and the
-labels model/ops.py relies on.
+labels mnistctl relies on (mnistctl/release.py).
 
-The hook is a Job running `python -m model.ops check`: TensorBoard answers
+The hook is a Job running `python -m mnistctl check`: TensorBoard answers
 and, once training has started, the model directory holds a checkpoint. It
 reads the model directory read-only and never calls the Kubernetes API, so
 the chart renders no RBAC for it and mounts no token. The generic rules
@@ -17,7 +17,7 @@ import sys
 
 import pytest
 
-from model import ops
+from mnistctl import cli, exit_codes, release
 
 from .conftest import CHART_DIR, CI_DIR, K8S_DIR, NAMESPACE, RELEASE, REPO_ROOT, SCENARIOS
 from .manifests import all_pods, arg_value, by_component, only
@@ -45,7 +45,7 @@ def test_hook_in_every_scenario(scenarios, scenario):
     assert "hook-failed" in annotations["helm.sh/hook-delete-policy"]
     assert job["spec"]["backoffLimit"] == 0
     container = hook_container(rendering)
-    assert container["command"] == ["python", "-m", "model.ops"]
+    assert container["command"] == ["python", "-m", "mnistctl"]
     assert container["args"][0] == "check"
     # The same model dir as the trainer's.
     trainer = only(by_component(rendering.docs, "trainer"), "trainer pod")
@@ -55,7 +55,7 @@ def test_hook_in_every_scenario(scenarios, scenario):
     timeout = float(arg_value(container["args"], "--timeout-secs"))
     assert job["spec"]["activeDeadlineSeconds"] > timeout
     # The rendered arguments are ones the real command line accepts.
-    parsed = ops.build_parser().parse_args(container["args"])
+    parsed = cli.build_parser().parse_args(container["args"])
     assert parsed.command == "check" and parsed.model_dir == trainer_dir
 
 
@@ -157,7 +157,7 @@ def test_skip_tests_and_k8s_leave_the_hook_out(renderer):
 
 def test_rendered_hook_command_runs(default_render, tmp_path):
     """The hook's exact command line, with the model dir pointed at an empty
-    local directory and no TensorBoard: `python -m model.ops` starts and
+    local directory and no TensorBoard: `python -m mnistctl` starts and
     reports that training has not started."""
     args = list(hook_container(default_render)["args"])
     args[args.index("--model-dir") + 1] = str(tmp_path / "model")
@@ -171,17 +171,18 @@ def test_rendered_hook_command_runs(default_render, tmp_path):
     assert "skip | training has not started" in result.stdout
 
 
-# ---------------------------------------------------------------- model/ops.py and the chart's labels
+# ---------------------------------------------------------------- mnistctl and the chart's labels
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_ops_selectors_match_the_chart(scenarios, scenario):
-    """The label selectors `python -m model.ops` queries with select exactly
+def test_mnistctl_selectors_match_the_chart(scenarios, scenario):
+    """The label selectors `python -m mnistctl` queries with select exactly
     the rendered objects of each component."""
     rendering = scenarios[scenario]
     values = values_of(scenario)
 
     def selected(labels: dict, component: str | None = None) -> bool:
-        wanted = dict(p.split("=", 1) for p in ops.selector(RELEASE, "mnist-train", component).split(","))
+        query = release.selector(RELEASE, release.DEFAULT_CHART_NAME, component)
+        wanted = dict(p.split("=", 1) for p in query.split(","))
         return wanted.items() <= labels.items()
 
     for pod in all_pods(rendering.docs):
@@ -194,19 +195,19 @@ def test_ops_selectors_match_the_chart(scenarios, scenario):
     kinds = {"job": "Job", "jobset": "JobSet", "tfjob": "TFJob"}
     assert [d["kind"] for d in trainer_objects] == [kinds[launcher]]
     if launcher == "jobset":
-        assert (ops.JOBSET[0], ops.JOBSET[1]) == tuple(trainer_objects[0]["apiVersion"].split("/"))
+        assert (release.JOBSET[0], release.JOBSET[1]) == tuple(trainer_objects[0]["apiVersion"].split("/"))
     if launcher == "tfjob":
-        assert (ops.TFJOB[0], ops.TFJOB[1]) == tuple(trainer_objects[0]["apiVersion"].split("/"))
+        assert (release.TFJOB[0], release.TFJOB[1]) == tuple(trainer_objects[0]["apiVersion"].split("/"))
     evaluators = [d for d in rendering.find("Job") if selected(d["metadata"]["labels"], "evaluator")]
     assert len(evaluators) == (1 if values["evaluator"]["enabled"] else 0)
     services = [d for d in rendering.find("Service") if selected(d["metadata"]["labels"], "tensorboard")]
     assert len(services) == (1 if values["tensorboard"]["enabled"] else 0)
 
 
-def test_ops_knows_the_chart_exit_codes(default_render):
-    """The exit codes the pod failure policy acts on are the ones ops explains."""
+def test_mnistctl_knows_the_chart_exit_codes(default_render):
+    """The exit codes the pod failure policy acts on are the ones mnistctl explains."""
     rules = default_render.component("Job", "trainer")["spec"]["podFailurePolicy"]["rules"]
     codes = {r["action"]: r["onExitCodes"]["values"] for r in rules if "onExitCodes" in r}
     assert codes == {"Ignore": [42], "FailJob": [2]}
-    assert ops.EXIT_MEANINGS[42].startswith("preempted")
-    assert ops.EXIT_MEANINGS[2].startswith("configuration or data error")
+    assert exit_codes.EXIT_MEANINGS[42].startswith("preempted")
+    assert exit_codes.EXIT_MEANINGS[2].startswith("configuration or data error")

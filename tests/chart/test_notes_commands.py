@@ -4,8 +4,8 @@
   unless --tail=-1, and follows at most --max-log-requests pods (default 5):
   every selector form carries both, with room for every attempt of the pod.
 - `kubectl wait --for=condition=complete` waits out its whole timeout when the
-  Job fails; NOTES prints `python -m model.ops wait` instead, which returns at
-  once on a failure (exit 1, tests/test_ops.py::test_wait_fails_with_the_reason).
+  Job fails; NOTES prints `python -m mnistctl wait` instead, which returns at
+  once on a failure (exit 1, tests/mnistctl/test_commands.py::test_wait_fails_with_the_reason).
 Names come from the rendered objects, not from this file.
 """
 
@@ -17,7 +17,7 @@ import subprocess
 import pytest
 import yaml
 
-from model import ops
+from mnistctl import cli
 
 from .conftest import CI_DIR, NAMESPACE, RELEASE
 from .manifests import by_component
@@ -26,7 +26,7 @@ from .test_notes import notes
 
 def commands(text: str) -> list[list[str]]:
     return [shlex.split(line) for line in text.splitlines()
-            if line.strip().startswith(("kubectl ", "python -m model.ops "))]
+            if line.strip().startswith(("kubectl ", "python -m mnistctl "))]
 
 
 def flag(argv: list[str], name: str) -> str | None:
@@ -54,9 +54,9 @@ def values_of(scenario: str, *overrides: dict) -> dict:
 def test_no_kubectl_wait_for_complete(renderer, scenario):
     text = notes(renderer, scenario)
     assert not [c for c in commands(text) if c[:2] == ["kubectl", "wait"]]
-    waits = [c for c in commands(text) if c[:4] == ["python", "-m", "model.ops", "wait"]]
+    waits = [c for c in commands(text) if c[:4] == ["python", "-m", "mnistctl", "wait"]]
     assert len(waits) == 1, text
-    args = ops.build_parser().parse_args(waits[0][3:])
+    args = cli.build_parser().parse_args(waits[0][3:])
     values = values_of(scenario)
     assert (args.namespace, args.release, args.chart_name) == (NAMESPACE, RELEASE, "mnist-train")
     deadline = (values["evaluator"]["activeDeadlineSeconds"] if values["evaluator"]["enabled"]
@@ -67,8 +67,8 @@ def test_no_kubectl_wait_for_complete(renderer, scenario):
 def test_wait_names_the_chart_when_renamed(renderer):
     text = notes(renderer, "default", "--set", "nameOverride=mnist",
                  "--set", "evaluator.activeDeadlineSeconds=null")
-    (wait,) = [c for c in commands(text) if c[:4] == ["python", "-m", "model.ops", "wait"]]
-    args = ops.build_parser().parse_args(wait[3:])
+    (wait,) = [c for c in commands(text) if c[:4] == ["python", "-m", "mnistctl", "wait"]]
+    args = cli.build_parser().parse_args(wait[3:])
     assert args.chart_name == "mnist" and args.timeout_secs is None
 
 

@@ -44,6 +44,9 @@ def test_help_runs_as_the_non_root_user(built_image):
     assert re.search(r"uid=1000\b", ids) and re.search(r"gid=1000\b", ids), ids
     sub = podman.run("run", "--rm", "--network", "none", built_image["tag"], "train", "--help").stdout
     assert "--max-steps" in sub
+    ops = podman.run("run", "--rm", "--network", "none", "--entrypoint", "python", built_image["tag"],
+                     "-m", "mnistctl", "--help").stdout  # the chart's helm test hook runs it
+    assert "{status,logs,wait,check}" in ops
 
 
 def test_image_has_no_build_tools_or_caches(built_image):
@@ -62,7 +65,8 @@ def test_a_source_edit_rebuilds_only_the_package_layers(built_image, tmp_path):
     ctx.mkdir()
     for name in ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md"):
         shutil.copy2(REPO_ROOT / name, ctx / name)
-    shutil.copytree(REPO_ROOT / "model", ctx / "model", ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("model", "mnistctl"):
+        shutil.copytree(REPO_ROOT / package, ctx / package, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO_ROOT / "data" / "mnist", ctx / "data" / "mnist")
     with open(ctx / "model" / "__init__.py", "a") as f:
         f.write(f"# edited by the layer-order test at {time.time()}\n")
