@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 
+from model import log_lines
 from model.allocator import keep_freed_memory
 from model.config import ALL_REDUCE_DTYPES, COMPUTE_DTYPES, GRADIENT_EXCHANGES
 from model.errors import (EXIT_CONFIG_ERROR, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK,
@@ -253,7 +254,7 @@ def _train(args) -> int:
             compute_dtype=args.compute_dtype, gradient_exchange=args.gradient_exchange)
         config.validate()
         config = dataclasses.replace(config, data_dir=_stage_data(config.data_dir, args))
-        log.info("config | %s", _describe(config))
+        log.info(log_lines.CONFIG_FORMAT, _describe(config))
         strategy = create_strategy(cluster, collective_timeout_secs=args.collective_timeout_secs,
                                    startup_timeout_secs=args.startup_timeout_secs, guard=guard)
     finally:
@@ -292,7 +293,7 @@ def _evaluate(args) -> int:
         check_export_target(config.model_dir, args.export_best_to, overwrite=True,
                             eval_dir=config.resolved_eval_dir())
     config.data_dir = _stage_data(config.data_dir, args)
-    log.info("config | %s", _describe(config))
+    log.info(log_lines.CONFIG_FORMAT, _describe(config))
     metrics = evaluate(config)
     if metrics is not None and args.export_best_to:
         from model.export import export_best
@@ -321,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return {"train": _train, "evaluate": _evaluate, "export": _export}[args.command](args)
     except MnistTrainError as e:
-        print(f"error: {e}", file=sys.stderr, flush=True)
+        print(log_lines.ERROR_FORMAT % (e,), file=sys.stderr, flush=True)
         return EXIT_CONFIG_ERROR
     except KeyboardInterrupt:  # Ctrl-C outside the training loop: nothing to save
         print("interrupted (Ctrl-C)", file=sys.stderr, flush=True)

@@ -305,7 +305,7 @@ def _set_up(config: TrainConfig, strategy, datasets, is_chief,
     checkpoint = state.checkpoint()
     latest = checkpointing.restore_newest(checkpoint, config.model_dir)
     if latest:
-        log.info("train | restored %s at step %d", latest, int(state.step.numpy()))
+        log.info(log_lines.TRAIN_RESTORED_FORMAT, latest, int(state.step.numpy()))
     start_step = int(state.step.numpy())
     finished = bool(latest) and run_identity.log_start(config.model_dir, identity, start_step,
                                                        hp.max_steps)
@@ -340,8 +340,7 @@ def _build_loop(config: TrainConfig, run: _Run) -> _LoopParts:
     plan = plan_exchange(run.state.network, config.gradient_exchange,
                          rows=run.global_batch // strategy.num_replicas_in_sync,
                          replicas=strategy.num_replicas_in_sync)
-    log.info("exchange | %s | %s on the wire", plan.describe(run.state.network),
-             config.all_reduce_dtype)
+    log.info(log_lines.TRAIN_EXCHANGE_FORMAT, plan.describe(run.state.network), config.all_reduce_dtype)
     train_loop = _make_train_loop(strategy, run.state, hp, run.global_batch, plan,
                                   config.jit_compile, config.all_reduce_dtype)
     return _LoopParts(writer, summary_writer, iter(dataset), train_loop)
@@ -356,8 +355,7 @@ def _loop(config: TrainConfig, run: _Run, parts: _LoopParts, stop: threading.Eve
     save_timer = SaveTimer(config.save_checkpoints_secs if run.is_chief else None)
     meter = ThroughputMeter(run.global_batch)
     step, last_saved = run.start_step, (run.start_step if run.latest else None)
-    log.info("train | start | model %s | step %d of %d | global batch %d over %d replica(s) | "
-             "chief %s", config.model, step, hp.max_steps, run.global_batch,
+    log.info(log_lines.TRAIN_START_FORMAT, config.model, step, hp.max_steps, run.global_batch,
              run.strategy.num_replicas_in_sync, run.is_chief)
 
     while step < hp.max_steps:
@@ -371,7 +369,7 @@ def _loop(config: TrainConfig, run: _Run, parts: _LoopParts, stop: threading.Eve
         elapsed = meter.call_ended(ran)
         step += ran
         if meter.calls == 1:
-            log.info("train | compiled and ran %d step(s) in %.1f s", ran, elapsed)
+            log.info(log_lines.TRAIN_COMPILED_FORMAT, ran, elapsed)
         boundary = schedule.after_call(step, ran, save_agreed=agreed[_SAVE] > 0,
                                        stop_agreed=agreed[_STOP] > 0, last_saved=last_saved)
         if boundary.summarize or boundary.log:
@@ -383,7 +381,7 @@ def _loop(config: TrainConfig, run: _Run, parts: _LoopParts, stop: threading.Eve
             last_saved = step
             save_timer.saved()
             if run.is_chief:
-                log.info("train | step %d | saved %s", step, path)
+                log.info(log_lines.TRAIN_SAVED_FORMAT, step, path)
         if boundary.stop:
             parts.close()
             raise _stopped(step, interrupted())
@@ -399,17 +397,15 @@ def _report(boundary: Boundary, summary_writer, *, rate: float, loss: float, acc
             tf.summary.scalar("batch_accuracy", accuracy)
             tf.summary.scalar("images_per_sec", rate)
     if boundary.log:
-        log.info("train | step %d | loss %.4f | batch acc %.4f | lr %.5f | %.0f img/s",
-                 boundary.step, loss, accuracy, lr, rate)
+        log.info(log_lines.TRAIN_PROGRESS_FORMAT, boundary.step, loss, accuracy, lr, rate)
 
 
 def _stopped(step: int, interrupted: bool) -> Preempted:
     """The exception that ends a stopped run, its checkpoint at `step` already saved."""
     if interrupted:
-        log.warning("train | step %d | Ctrl-C: checkpoint saved; run the same command "
-                    "again to resume from step %d", step, step)
+        log.warning(log_lines.TRAIN_INTERRUPTED_FORMAT, step, step)
         return Interrupted(step)
-    log.warning("train | step %d | SIGTERM: checkpoint saved, exiting for restart", step)
+    log.warning(log_lines.TRAIN_PREEMPTED_FORMAT, step)
     return Preempted(step)
 
 
