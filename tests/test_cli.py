@@ -187,6 +187,34 @@ def test_train_help_lists_the_flags(tmp_path):
         assert flag in result.stdout
 
 
+def model_choices(command: str) -> list[str]:
+    import argparse
+
+    from model.cli import build_parser
+
+    [commands] = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    [model] = [a for a in commands.choices[command]._actions if a.dest == "model"]
+    return list(model.choices)
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "export"])
+def test_model_choices_are_the_networks_the_library_builds(command):
+    """A network added to model/networks.py reaches every command's --model (and every preset)."""
+    from model import config
+    from model.networks import NETWORKS
+
+    assert model_choices(command) == list(NETWORKS)
+    for name, models in config.PRESETS.items():
+        assert sorted(models) == sorted(NETWORKS), f"preset {name!r}"
+
+
+def test_a_new_network_name_reaches_the_cli(monkeypatch):
+    from model import config
+
+    monkeypatch.setattr(config, "NETWORK_NAMES", (*config.NETWORK_NAMES, "resnet"))
+    assert all(model_choices(command)[-1] == "resnet" for command in ("train", "evaluate", "export"))
+
+
 def test_export_help_documents_tf_logdir(tmp_path):
     result = run(["export", "--help"], tmp_path)
     assert result.returncode == 0, str(result)
