@@ -6,6 +6,12 @@ decisions taken on one worker's clock or signal (save now, stop now) are
 agreed by all of them at the same step: a lone worker that saved or stopped
 would hang the others in their next collective. A call that agrees to stop
 runs no step, so every worker saves at the step where the previous call ended.
+
+`train` is four parts: `_set_up` (strategy, data, the claimed model dir,
+the restored state), `_build_loop` (writers, input iterator, the compiled
+loop call), `_loop` (the outer loop: it asks model/schedule.py how many
+steps each call runs and what is due after it, and meters images/s with
+model/throughput.py) and `_finish` (final checkpoint, completion marker).
 """
 
 from __future__ import annotations
