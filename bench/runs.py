@@ -5,19 +5,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import re
 import statistics
 from pathlib import Path
 
 from bench.procs import PYTHON, BenchError, Proc, base_env, free_ports, wait_all
 from model import log_lines
 
-STEP_RE = re.compile(r"train \| step (\d+) \| loss [\d.naninf-]+ \| batch acc [\d.]+ \| "
-                     r"lr [\d.e-]+ \| ([\d.]+) img/s$")
-DONE_RE = re.compile(r"train \| done \| step (\d+) \| ([\d.]+) img/s \| weights sha256 (\w+)")
-COMPILED_RE = re.compile(r"train \| compiled and ran (\d+) step\(s\) in ([\d.]+) s")
-SAVED_RE = re.compile(r"train \| step (\d+) \| saved (\S+)")
-START_RE = re.compile(r"train \| start \| .*global batch (\d+) over (\d+) replica")
 RESULT_PREFIX = "BENCH_RESULT "
 
 
@@ -52,24 +45,24 @@ class TrainRun:
         """(seconds since start, step, img/s of the window ending there) per progress line."""
         out = []
         for t, line in self.proc.lines:
-            m = STEP_RE.search(line)
-            if m:
-                out.append((t, int(m.group(1)), float(m.group(2))))
+            m = log_lines.TRAIN_PROGRESS.match(line)
+            if m and m["images_per_sec"]:
+                out.append((t, int(m["step"]), float(m["images_per_sec"])))
         return out
 
     @property
     def global_batch(self) -> int:
         for _, line in self.proc.lines:
-            m = START_RE.search(line)
-            if m:
-                return int(m.group(1))
+            m = log_lines.TRAIN_START.match(line)
+            if m and m["global_batch"]:
+                return int(m["global_batch"])
         raise BenchError(f"{self.proc.name}: no 'train | start' line in {self.proc.log_path}")
 
     @property
     def exchange_plan(self) -> str | None:
         """The trainer's account of how its workers combine gradients."""
         for _, line in self.proc.lines:
-            m = log_lines.TRAIN_EXCHANGE.search(line)
+            m = log_lines.TRAIN_EXCHANGE.match(line)
             if m:
                 return m["plan"]
         return None
@@ -77,27 +70,27 @@ class TrainRun:
     @property
     def done(self) -> dict:
         for _, line in self.proc.lines:
-            m = DONE_RE.search(line)
+            m = log_lines.TRAIN_DONE.match(line)
             if m:
-                return {"step": int(m.group(1)), "images_per_sec": float(m.group(2)),
-                        "weights_sha256": m.group(3)}
+                return {"step": int(m["step"]), "images_per_sec": float(m["images_per_sec"]),
+                        "weights_sha256": m["sha256"]}
         raise BenchError(f"{self.proc.name}: no 'train | done' line in {self.proc.log_path}")
 
     @property
     def compile_seconds(self) -> float | None:
         for _, line in self.proc.lines:
-            m = COMPILED_RE.search(line)
+            m = log_lines.TRAIN_COMPILED.match(line)
             if m:
-                return float(m.group(2))
+                return float(m["seconds"])
         return None
 
     def saved_at(self) -> dict[int, float]:
         """step -> seconds since start when the chief logged saving that checkpoint."""
         out = {}
         for t, line in self.proc.lines:
-            m = SAVED_RE.search(line)
+            m = log_lines.TRAIN_SAVED.match(line)
             if m:
-                out[int(m.group(1))] = t
+                out[int(m["step"])] = t
         return out
 
     def steady_rate(self, warmup_steps: int) -> dict:
@@ -188,9 +181,10 @@ def eval_events(proc: Proc) -> list[tuple[float, dict]]:
     """(seconds since the evaluator started, event) for each JSON line the evaluator printed."""
     out = []
     for t, line in proc.lines:
-        if line.startswith("{") and '"event"' in line:
-            with contextlib.suppress(json.JSONDecodeError):
-                out.append((t, json.loads(line)))
+        with contextlib.suppress(json.JSONDecodeError):
+            event = log_lines.parse_eval_event(line)
+            if event is not None:
+                out.append((t, event))
     return out
 
 

@@ -12,6 +12,8 @@ import logging
 import os
 import sys
 
+from model import config as model_config
+from model import log_lines
 from model.allocator import keep_freed_memory
 from model.config import ALL_REDUCE_DTYPES, COMPUTE_DTYPES, GRADIENT_EXCHANGES
 from model.errors import (EXIT_CONFIG_ERROR, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK,
@@ -111,7 +113,7 @@ def _non_negative_int(text: str) -> int:
 
 
 def _add_common(p: argparse.ArgumentParser, *, model_required: bool) -> None:
-    p.add_argument("--model", choices=["mlp", "lenet5"],
+    p.add_argument("--model", choices=model_config.NETWORK_NAMES,
                    help="network: the 784-500-10 MLP or LeNet-5 (env MNIST_MODEL)"
                    + ("" if model_required else "; default: the model dir's run_config.json"))
     p.add_argument("--model-dir", help="checkpoints and summaries; local path or gs:// (env TF_LOGDIR)")
@@ -209,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     x = sub.add_parser("export", help="SavedModel of the moving-average weights",
                        epilog=ENV_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    x.add_argument("--model", choices=["mlp", "lenet5"], help="default: the model dir's run_config.json")
+    x.add_argument("--model", choices=model_config.NETWORK_NAMES,
+                   help="default: the model dir's run_config.json")
     x.add_argument("--model-dir", help="checkpoints to export from (env TF_LOGDIR)")
     x.add_argument("--export-dir", required=True, help="where to write the SavedModel, local or "
                    "gs:// (a gs:// export is complete once its export_complete.json exists)")
@@ -226,8 +229,10 @@ def _train(args) -> int:
     from model.signals import StartupGuard
 
     model = args.model or _env("MNIST_MODEL")
-    if model not in ("mlp", "lenet5"):
-        raise ConfigError(f"--model (or MNIST_MODEL) must be 'mlp' or 'lenet5', got {model!r}")
+    if model not in model_config.NETWORK_NAMES:
+        names = " or ".join(map(repr, model_config.NETWORK_NAMES))
+        raise ConfigError(f"--model (or MNIST_MODEL) must be {names}, "
+                          f"got {model!r}")
     hp = presets.preset(args.preset, model)
     overrides = {
         "max_steps": _first(args.max_steps, _env("TF_MAX_STEPS", int, minimum=0)),
@@ -253,7 +258,7 @@ def _train(args) -> int:
             compute_dtype=args.compute_dtype, gradient_exchange=args.gradient_exchange)
         config.validate()
         config = dataclasses.replace(config, data_dir=_stage_data(config.data_dir, args))
-        log.info("config | %s", _describe(config))
+        log.info(log_lines.CONFIG_FORMAT, _describe(config))
         strategy = create_strategy(cluster, collective_timeout_secs=args.collective_timeout_secs,
                                    startup_timeout_secs=args.startup_timeout_secs, guard=guard)
     finally:
@@ -292,7 +297,7 @@ def _evaluate(args) -> int:
         check_export_target(config.model_dir, args.export_best_to, overwrite=True,
                             eval_dir=config.resolved_eval_dir())
     config.data_dir = _stage_data(config.data_dir, args)
-    log.info("config | %s", _describe(config))
+    log.info(log_lines.CONFIG_FORMAT, _describe(config))
     metrics = evaluate(config)
     if metrics is not None and args.export_best_to:
         from model.export import export_best
@@ -321,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return {"train": _train, "evaluate": _evaluate, "export": _export}[args.command](args)
     except MnistTrainError as e:
-        print(f"error: {e}", file=sys.stderr, flush=True)
+        print(log_lines.ERROR_FORMAT % (e,), file=sys.stderr, flush=True)
         return EXIT_CONFIG_ERROR
     except KeyboardInterrupt:  # Ctrl-C outside the training loop: nothing to save
         print("interrupted (Ctrl-C)", file=sys.stderr, flush=True)

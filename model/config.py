@@ -14,6 +14,10 @@ from __future__ import annotations
 import dataclasses
 
 TRAIN_EXAMPLES = 55_000
+# The networks by name (--model): model/networks.py's NETWORKS maps each to its class. Spelled
+# here, not read from there, so that the CLI knows them without importing TensorFlow
+# (tests/test_cli.py holds the two, and each preset's models, equal).
+NETWORK_NAMES = ("mlp", "lenet5")
 # Types the gradients may take on the wire between workers (--all-reduce-dtype).
 ALL_REDUCE_DTYPES = ("float32", "bfloat16")
 # Types the forward and backward passes may run in (--compute-dtype; model/networks.py).

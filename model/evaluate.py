@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
 import os
 import threading
@@ -32,7 +31,7 @@ import uuid
 
 import tensorflow as tf
 
-from model import checkpointing, layout
+from model import checkpointing, layout, log_lines
 from model.checkpointing import READ_ERRORS
 from model.data import MnistSplits, Split, load_mnist
 from model.errors import CheckpointError, ConfigError
@@ -225,7 +224,7 @@ class EvalState:
 
 def _emit(event: dict) -> None:
     """The machine-readable twin of each human line."""
-    print(json.dumps(event, sort_keys=True), flush=True)
+    print(log_lines.eval_event_line(event), flush=True)
 
 
 class Evaluator:
@@ -264,7 +263,7 @@ class Evaluator:
             tf.summary.scalar("accuracy", accuracy)
             tf.summary.scalar("accuracy_raw_weights", raw_accuracy)
         self.writer.flush()
-        print(f"After {step} training step(s), validation accuracy = {accuracy:g}", flush=True)
+        print(log_lines.EVAL_VALIDATION_FORMAT % (step, accuracy), flush=True)
         _emit({"event": "eval", "step": step, **result})
         return result
 
@@ -325,7 +324,7 @@ class Evaluator:
             tf.summary.scalar("test_accuracy", test_accuracy)
         self.writer.flush()
         checkpointing.write_json_atomic(layout.child(self.eval_dir, FINAL_METRICS), metrics)
-        print(f"After {final_step} training step(s), test accuracy = {test_accuracy:g}", flush=True)
+        print(log_lines.EVAL_TEST_FORMAT % (final_step, test_accuracy), flush=True)
         _emit({"event": "final", **metrics})
         return metrics
 
@@ -407,8 +406,8 @@ def evaluate(config: EvalConfig, *, datasets: MnistSplits | None = None,
         existing = None
     final_step = config.training_final_step()
     if existing is not None and final_step is not None and existing.get("final_step") == final_step:
-        print(f"After {existing['final_step']} training step(s), test accuracy = "
-              f"{existing['test_accuracy']:g} (already evaluated)", flush=True)
+        print(log_lines.EVAL_TEST_FORMAT % (existing["final_step"], existing["test_accuracy"])
+              + log_lines.ALREADY_EVALUATED, flush=True)
         return existing
     if datasets is None:
         datasets = load_mnist(config.data_dir, verify=config.verify_data)

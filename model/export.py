@@ -32,7 +32,7 @@ import uuid
 
 import tensorflow as tf
 
-from model import checkpointing, gcs, layout
+from model import checkpointing, gcs, layout, log_lines
 from model.checkpointing import READ_ERRORS
 from model.errors import CheckpointError, ConfigError
 from model.evaluate import CheckpointScorer, EvalState
@@ -192,8 +192,7 @@ def export(model_dir: str, export_dir: str, *, model: str | None = None,
         except tf.errors.OpError as cleanup_error:
             log.warning("export | could not remove %s: %s", tmp_dir, cleanup_error)
         raise
-    log.info("export | %s at step %d (moving-average weights) -> %s", info["model"],
-             info["trained_steps"], export_dir)
+    log.info(log_lines.EXPORTED_FORMAT, info["model"], info["trained_steps"], export_dir)
     return export_dir
 
 
@@ -218,8 +217,8 @@ def export_best(model_dir: str, eval_dir: str, export_dir: str, *, model: str | 
             continue
         export(model_dir, export_dir, model=model, checkpoint_path=path, overwrite=True,
                eval_dir=eval_dir)
-        log.info("export | best checkpoint: step %d, validation accuracy %g%s -> %s", step,
-                 result["validation_accuracy"], "" if rank == 0 else f" (rank {rank + 1})", export_dir)
+        log.info(log_lines.EXPORTED_BEST_FORMAT, step, result["validation_accuracy"],
+                 "" if rank == 0 else log_lines.BEST_RANK_FORMAT % (rank + 1), export_dir)
         return export_dir
     raise CheckpointError(f"no evaluated checkpoint of {model_dir} is left to export "
                           f"({len(ranked)} evaluated, see {eval_dir})")

@@ -33,6 +33,8 @@ import subprocess
 import sys
 import threading
 
+from model import log_lines
+
 log = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -100,11 +102,9 @@ class StopSignals:
                 self.event.set()
                 if sig == signal.SIGINT:
                     _default_action_now(signal.SIGINT)
-                    log.warning("train | Ctrl-C: saving a checkpoint at the next step boundary, "
-                                "then exiting (Ctrl-C again aborts at once without saving)")
+                    log.warning(log_lines.STOP_REQUESTED_SIGINT_FORMAT)
                 else:
-                    log.warning("train | SIGTERM: saving a checkpoint at the next step boundary, "
-                                "then exiting for restart")
+                    log.warning(log_lines.STOP_REQUESTED_SIGTERM_FORMAT)
 
     def __exit__(self, *exc) -> None:
         if self._pipe is None:

@@ -6,6 +6,12 @@ decisions taken on one worker's clock or signal (save now, stop now) are
 agreed by all of them at the same step: a lone worker that saved or stopped
 would hang the others in their next collective. A call that agrees to stop
 runs no step, so every worker saves at the step where the previous call ended.
+
+`train` is four parts: `_set_up` (strategy, data, the claimed model dir,
+the restored state), `_build_loop` (writers, input iterator, the compiled
+loop call), `_loop` (the outer loop: it asks model/schedule.py how many
+steps each call runs and what is due after it, and meters images/s with
+model/throughput.py) and `_finish` (final checkpoint, completion marker).
 """
 
 from __future__ import annotations
@@ -15,7 +21,6 @@ import dataclasses
 import hashlib
 import logging
 import threading
-import time
 
 import numpy as np
 import tensorflow as tf
@@ -27,7 +32,9 @@ from model.errors import ConfigError
 from model.gradient_exchange import ExchangePlan, exchange, plan_exchange
 from model.input_pipeline import train_dataset_fn
 from model.lease import LeaseSettings
+from model.schedule import Boundary, SaveTimer, Schedule
 from model.signals import StopSignals
+from model.throughput import ThroughputMeter
 from model.train_state import (TrainState, apply_update, learning_rate, loss_fn,
                                regularization_gradient)
 
@@ -217,18 +224,34 @@ def _make_train_loop(strategy, state: TrainState, hparams: Hyperparameters, glob
     return train_loop
 
 
-def _next_boundary(step: int, every: int | None) -> int | None:
-    return None if every is None else (step // every + 1) * every
+@dataclasses.dataclass
+class _Run:
+    """What setup found: the cluster's view, the claimed model dir's restored state."""
+
+    strategy: tf.distribute.Strategy
+    is_chief: bool
+    task_index: int
+    global_batch: int
+    datasets: MnistSplits
+    state: TrainState
+    checkpoint: tf.train.Checkpoint
+    latest: str | None  # the checkpoint restored; None for a fresh run
+    start_step: int
+    finished: bool  # the restored run already reached max_steps: nothing to train
 
 
-def _already_complete(config: TrainConfig, state: TrainState, step: int, latest: str | None,
-                      is_chief: bool) -> TrainResult:
-    """Nothing to train: tell the evaluator so if nobody has yet, and write nothing else."""
-    if is_chief and checkpointing.read_complete_marker(config.model_dir) is None:
-        checkpointing.write_complete_marker(config.model_dir, step, latest or "")
-    fingerprint = weights_fingerprint(state)
-    log.info(log_lines.TRAIN_DONE_FORMAT, step, 0.0, fingerprint)
-    return TrainResult(step, step, fingerprint, 0.0, latest or "")
+@dataclasses.dataclass
+class _LoopParts:
+    """What the loop writes with and calls: built once, after setup, before the first step."""
+
+    writer: checkpointing.CheckpointWriter
+    summary_writer: tf.summary.SummaryWriter
+    iterator: object  # the distributed dataset's iterator
+    train_loop: object  # the compiled loop call (see _make_train_loop)
+
+    def close(self) -> None:
+        self.summary_writer.flush()
+        self.writer.close()
 
 
 def train(config: TrainConfig, *, strategy: tf.distribute.Strategy | None = None,
@@ -251,13 +274,21 @@ def train(config: TrainConfig, *, strategy: tf.distribute.Strategy | None = None
 
 def _train(config: TrainConfig, strategy, datasets, is_chief, stop: threading.Event,
            on_exit: contextlib.ExitStack, interrupted=lambda: False) -> TrainResult:
+    run = _set_up(config, strategy, datasets, is_chief, on_exit)
+    if run.finished:
+        return _already_complete(config, run)
+    return _loop(config, run, _build_loop(config, run), stop, interrupted)
+
+
+def _set_up(config: TrainConfig, strategy, datasets, is_chief,
+            on_exit: contextlib.ExitStack) -> _Run:
+    """The strategy, the data, the model dir claimed for this run and the newest checkpoint restored."""
     hp = config.hparams
     if strategy is None:
         from model.cluster import create_strategy
         strategy = create_strategy()
     if is_chief is None:
         is_chief = bool(strategy.extended.should_checkpoint)
-    task_index = _task_index(strategy)
     workers = _num_workers(strategy)
     global_batch = hp.batch_size * workers
     if global_batch % strategy.num_replicas_in_sync:
@@ -280,110 +311,119 @@ def _train(config: TrainConfig, strategy, datasets, is_chief, stop: threading.Ev
     checkpoint = state.checkpoint()
     latest = checkpointing.restore_newest(checkpoint, config.model_dir)
     if latest:
-        log.info("train | restored %s at step %d", latest, int(state.step.numpy()))
+        log.info(log_lines.TRAIN_RESTORED_FORMAT, latest, int(state.step.numpy()))
     start_step = int(state.step.numpy())
-    if latest and run_identity.log_start(config.model_dir, identity, start_step, hp.max_steps):
-        return _already_complete(config, state, start_step, latest, is_chief)
-    writer = checkpointing.CheckpointWriter(checkpoint, config.model_dir, is_chief=is_chief,
-                                            task_index=task_index,
+    finished = bool(latest) and run_identity.log_start(config.model_dir, identity, start_step,
+                                                       hp.max_steps)
+    return _Run(strategy, is_chief, _task_index(strategy), global_batch, datasets, state, checkpoint,
+                latest, start_step, finished)
+
+
+def _already_complete(config: TrainConfig, run: _Run) -> TrainResult:
+    """Nothing to train: tell the evaluator so if nobody has yet, and write nothing else."""
+    if run.is_chief and checkpointing.read_complete_marker(config.model_dir) is None:
+        checkpointing.write_complete_marker(config.model_dir, run.start_step, run.latest or "")
+    fingerprint = weights_fingerprint(run.state)
+    log.info(log_lines.TRAIN_DONE_FORMAT, run.start_step, 0.0, fingerprint)
+    return TrainResult(run.start_step, run.start_step, fingerprint, 0.0, run.latest or "")
+
+
+def _build_loop(config: TrainConfig, run: _Run) -> _LoopParts:
+    """The checkpoint and summary writers, the input iterator and the compiled loop call."""
+    hp, strategy = config.hparams, run.strategy
+    writer = checkpointing.CheckpointWriter(run.checkpoint, config.model_dir, is_chief=run.is_chief,
+                                            task_index=run.task_index,
                                             max_to_keep=config.keep_checkpoints)
     summary_writer = (tf.summary.create_file_writer(
         layout.child(config.model_dir, layout.TRAIN_SUMMARY_DIR))
-        if is_chief else tf.summary.create_noop_writer())
-    if is_chief and start_step < hp.max_steps:
+        if run.is_chief else tf.summary.create_noop_writer())
+    if run.is_chief and run.start_step < hp.max_steps:
         checkpointing.clear_complete_marker(config.model_dir)
 
     dataset = strategy.distribute_datasets_from_function(
-        lambda ctx: train_dataset_fn(datasets.train, seed=hp.seed, start_step=start_step)(
-            global_batch, ctx))
-    iterator = iter(dataset)
-    plan = plan_exchange(state.network, config.gradient_exchange,
-                         rows=global_batch // strategy.num_replicas_in_sync,
+        lambda ctx: train_dataset_fn(run.datasets.train, seed=hp.seed, start_step=run.start_step)(
+            run.global_batch, ctx))
+    plan = plan_exchange(run.state.network, config.gradient_exchange,
+                         rows=run.global_batch // strategy.num_replicas_in_sync,
                          replicas=strategy.num_replicas_in_sync)
-    log.info("exchange | %s | %s on the wire", plan.describe(state.network), config.all_reduce_dtype)
-    train_loop = _make_train_loop(strategy, state, hp, global_batch, plan, config.jit_compile,
-                                  config.all_reduce_dtype)
+    log.info(log_lines.TRAIN_EXCHANGE_FORMAT, plan.describe(run.state.network), config.all_reduce_dtype)
+    train_loop = _make_train_loop(strategy, run.state, hp, run.global_batch, plan,
+                                  config.jit_compile, config.all_reduce_dtype)
+    return _LoopParts(writer, summary_writer, iter(dataset), train_loop)
 
-    step = start_step
-    last_saved_step = start_step if latest else None
-    last_save_time = time.monotonic()
-    window_start, window_steps = time.monotonic(), 0
-    total_images, total_time = 0, 0.0
-    logged_compile = False
-    log.info("train | start | model %s | step %d of %d | global batch %d over %d replica(s) | "
-             "chief %s", config.model, step, hp.max_steps, global_batch,
-             strategy.num_replicas_in_sync, is_chief)
+
+def _loop(config: TrainConfig, run: _Run, parts: _LoopParts, stop: threading.Event,
+          interrupted) -> TrainResult:
+    """Loop calls until max_steps; after each, what the schedule says is due at that step."""
+    hp = config.hparams
+    schedule = Schedule(hp.max_steps, config.save_summaries_steps, config.log_every_steps,
+                        config.save_checkpoints_steps, config.steps_per_loop)
+    save_timer = SaveTimer(config.save_checkpoints_secs if run.is_chief else None)
+    meter = ThroughputMeter(run.global_batch)
+    step, last_saved = run.start_step, (run.start_step if run.latest else None)
+    log.info(log_lines.TRAIN_START_FORMAT, config.model, step, hp.max_steps, run.global_batch,
+             run.strategy.num_replicas_in_sync, run.is_chief)
 
     while step < hp.max_steps:
-        boundaries = [hp.max_steps, _next_boundary(step, config.save_summaries_steps),
-                      _next_boundary(step, config.log_every_steps),
-                      _next_boundary(step, config.save_checkpoints_steps),
-                      step + config.steps_per_loop]
-        num_steps = min(b for b in boundaries if b is not None) - step
-        save_due = (config.save_checkpoints_secs is not None and is_chief
-                    and time.monotonic() - last_save_time >= config.save_checkpoints_secs)
-        flags = tf.constant([float(save_due), float(stop.is_set())])
-        t0 = time.monotonic()
-        loss_sum, correct_sum, lr, agreed = train_loop(
-            iterator, tf.constant(num_steps, tf.int64), flags)
+        planned = schedule.steps_to_run(step)
+        flags = tf.constant([float(save_timer.due()), float(stop.is_set())])
+        meter.call_started()
+        loss_sum, correct_sum, lr, agreed = parts.train_loop(
+            parts.iterator, tf.constant(planned, tf.int64), flags)
         agreed = agreed.numpy()
-        elapsed = time.monotonic() - t0
-        if agreed[_STOP] > 0:
-            num_steps = 0  # the loop call ran no step (see train_loop)
-        step += num_steps
-        if not logged_compile:  # the first call includes tracing: keep it out of img/s
-            logged_compile = True
-            log.info("train | compiled and ran %d step(s) in %.1f s", num_steps, elapsed)
-        else:
-            total_images += num_steps * global_batch
-            total_time += elapsed
-        window_steps += num_steps
+        ran = 0 if agreed[_STOP] > 0 else planned  # a call that agrees to stop runs no step
+        elapsed = meter.call_ended(ran)
+        step += ran
+        if meter.calls == 1:
+            log.info(log_lines.TRAIN_COMPILED_FORMAT, ran, elapsed)
+        boundary = schedule.after_call(step, ran, save_agreed=agreed[_SAVE] > 0,
+                                       stop_agreed=agreed[_STOP] > 0, last_saved=last_saved)
+        if boundary.summarize or boundary.log:
+            _report(boundary, parts.summary_writer, rate=meter.window_rate(),
+                    loss=float(loss_sum) / ran,  # means over this loop call's steps
+                    accuracy=float(correct_sum) / (ran * run.global_batch), lr=float(lr))
+        if boundary.checkpoint:
+            path = parts.writer.save(step)
+            last_saved = step
+            save_timer.saved()
+            if run.is_chief:
+                log.info(log_lines.TRAIN_SAVED_FORMAT, step, path)
+        if boundary.stop:
+            parts.close()
+            raise _stopped(step, interrupted())
+    return _finish(config, run, parts, step, last_saved, meter)
 
-        summarize = num_steps > 0 and (step % config.save_summaries_steps == 0
-                                       or step == hp.max_steps)
-        report = num_steps > 0 and (step % config.log_every_steps == 0 or step == hp.max_steps)
-        if summarize or report:
-            now = time.monotonic()
-            rate = window_steps * global_batch / max(now - window_start, 1e-9)
-            window_start, window_steps = now, 0
-            loss = float(loss_sum) / num_steps  # mean over this loop call's steps
-            accuracy = float(correct_sum) / (num_steps * global_batch)
-        if summarize:
-            with summary_writer.as_default(step=step):
-                tf.summary.scalar("loss", loss)
-                tf.summary.scalar("learning_rate", float(lr))
-                tf.summary.scalar("batch_accuracy", accuracy)
-                tf.summary.scalar("images_per_sec", rate)
-        if report:
-            log.info("train | step %d | loss %.4f | batch acc %.4f | lr %.5f | %.0f img/s",
-                     step, loss, accuracy, float(lr), rate)
 
-        save_now = (agreed[_SAVE] > 0 or agreed[_STOP] > 0 or step == hp.max_steps
-                    or (config.save_checkpoints_steps is not None
-                        and step % config.save_checkpoints_steps == 0))
-        if save_now and step != last_saved_step:
-            path = writer.save(step)
-            last_saved_step, last_save_time = step, time.monotonic()
-            if is_chief:
-                log.info("train | step %d | saved %s", step, path)
-        if agreed[_STOP] > 0 and step < hp.max_steps:
-            summary_writer.flush()
-            writer.close()
-            if interrupted():
-                log.warning("train | step %d | Ctrl-C: checkpoint saved; run the same command "
-                            "again to resume from step %d", step, step)
-                raise Interrupted(step)
-            log.warning("train | step %d | SIGTERM: checkpoint saved, exiting for restart", step)
-            raise Preempted(step)
+def _report(boundary: Boundary, summary_writer, *, rate: float, loss: float, accuracy: float,
+            lr: float) -> None:
+    if boundary.summarize:
+        with summary_writer.as_default(step=boundary.step):
+            tf.summary.scalar("loss", loss)
+            tf.summary.scalar("learning_rate", lr)
+            tf.summary.scalar("batch_accuracy", accuracy)
+            tf.summary.scalar("images_per_sec", rate)
+    if boundary.log:
+        log.info(log_lines.TRAIN_PROGRESS_FORMAT, boundary.step, loss, accuracy, lr, rate)
 
-    if last_saved_step != step:  # resumed a finished run: make sure the final state is saved
-        writer.save(step)
+
+def _stopped(step: int, interrupted: bool) -> Preempted:
+    """The exception that ends a stopped run, its checkpoint at `step` already saved."""
+    if interrupted:
+        log.warning(log_lines.TRAIN_INTERRUPTED_FORMAT, step, step)
+        return Interrupted(step)
+    log.warning(log_lines.TRAIN_PREEMPTED_FORMAT, step)
+    return Preempted(step)
+
+
+def _finish(config: TrainConfig, run: _Run, parts: _LoopParts, step: int, last_saved: int | None,
+            meter: ThroughputMeter) -> TrainResult:
+    """Save the final state if the loop did not, mark the run complete, print the done line."""
+    if last_saved != step:  # resumed a finished run: make sure the final state is saved
+        parts.writer.save(step)
     final_path = layout.child(config.model_dir, layout.checkpoint_name(step))
-    if is_chief:
+    if run.is_chief:
         checkpointing.write_complete_marker(config.model_dir, step, final_path)
-    summary_writer.flush()
-    writer.close()
-    fingerprint = weights_fingerprint(state)
-    rate = total_images / total_time if total_time else 0.0
-    log.info(log_lines.TRAIN_DONE_FORMAT, step, rate, fingerprint)
-    return TrainResult(step, start_step, fingerprint, rate, final_path)
+    parts.close()
+    fingerprint = weights_fingerprint(run.state)
+    log.info(log_lines.TRAIN_DONE_FORMAT, step, meter.images_per_sec, fingerprint)
+    return TrainResult(step, run.start_step, fingerprint, meter.images_per_sec, final_path)

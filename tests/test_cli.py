@@ -91,9 +91,9 @@ def checkpoint_steps(model_dir: Path) -> list[int]:
 
 
 def config_line(result: Result) -> str:
-    match = re.search(r"^config \| (.*)$", result.stdout, re.M)
+    match = log_lines.CONFIG.search(result.stdout)
     assert match, str(result)
-    return match.group(1)
+    return match["settings"]
 
 
 def assert_clean_error(result: Result, *needles: str) -> str:
@@ -185,6 +185,34 @@ def test_train_help_lists_the_flags(tmp_path):
                  "--momentum", "--seed", "--steps-per-loop", "--collective-timeout-secs",
                  "--all-reduce-dtype", "--compute-dtype", "--gradient-exchange"]:
         assert flag in result.stdout
+
+
+def model_choices(command: str) -> list[str]:
+    import argparse
+
+    from model.cli import build_parser
+
+    [commands] = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    [model] = [a for a in commands.choices[command]._actions if a.dest == "model"]
+    return list(model.choices)
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "export"])
+def test_model_choices_are_the_networks_the_library_builds(command):
+    """A network added to model/networks.py reaches every command's --model (and every preset)."""
+    from model import config
+    from model.networks import NETWORKS
+
+    assert model_choices(command) == list(NETWORKS)
+    for name, models in config.PRESETS.items():
+        assert sorted(models) == sorted(NETWORKS), f"preset {name!r}"
+
+
+def test_a_new_network_name_reaches_the_cli(monkeypatch):
+    from model import config
+
+    monkeypatch.setattr(config, "NETWORK_NAMES", (*config.NETWORK_NAMES, "resnet"))
+    assert all(model_choices(command)[-1] == "resnet" for command in ("train", "evaluate", "export"))
 
 
 def test_export_help_documents_tf_logdir(tmp_path):
@@ -375,11 +403,12 @@ def test_tiny_run_succeeds_and_writes_its_model_dir(runs):
     events = [name for name in runs["first_run"] if name.startswith("train/events.out.tfevents.")]
     assert len(events) == 1, runs["first_run"]
     assert b"loss" in (model_dir / events[0]).read_bytes()
-    assert re.search(r"^train \| step 20 \| loss \d+\.\d+ \| batch acc [01]\.\d+ \| lr 0\.10000 \|",
-                     result.stdout, re.M), str(result)
-    assert re.search(r"^train \| step 10 \| saved .*ckpt-10$", result.stdout, re.M), str(result)
-    assert re.search(r"^train \| done \| step 20 \| .* weights sha256 [0-9a-f]{64}$",
-                     result.stdout, re.M), str(result)
+    [progress] = [m for m in log_lines.TRAIN_PROGRESS.finditer(result.stdout) if m["step"] == "20"]
+    assert float(progress["loss"]) > 0 and 0 <= float(progress["batch_accuracy"]) <= 1, str(result)
+    assert progress["lr"] == "0.10000", str(result)
+    saved = {m["step"]: m["path"] for m in log_lines.TRAIN_SAVED.finditer(result.stdout)}
+    assert saved["10"] == str(model_dir / "ckpt-10"), str(result)
+    assert log_lines.TRAIN_DONE.search(result.stdout)["step"] == "20", str(result)
     assert "Traceback" not in result.output
 
 
@@ -415,11 +444,12 @@ def test_second_run_on_a_finished_dir_does_not_train(runs):
     result = runs["results"]["rerun"]
     model_dir = runs["dirs"]["flags"]
     assert result.returncode == 0, str(result)
-    assert re.search(r"^train \| restored .*ckpt-20 at step 20$", result.stdout, re.M), str(result)
-    assert "compiled and ran" not in result.stdout, str(result)
-    assert not re.search(r"^train \| step \d+ \|", result.stdout, re.M), str(result)
+    restored = log_lines.TRAIN_RESTORED.search(result.stdout)
+    assert (restored["path"], restored["step"]) == (str(model_dir / "ckpt-20"), "20"), str(result)
+    trained = (log_lines.TRAIN_COMPILED, log_lines.TRAIN_PROGRESS, log_lines.TRAIN_SAVED)
+    assert not any(p.search(result.stdout) for p in trained), str(result)
     assert log_lines.ALREADY_COMPLETE.search(result.stdout)["step"] == "20", str(result)
-    assert re.search(r"^train \| done \| step 20 \|", result.stdout, re.M), str(result)
+    assert log_lines.TRAIN_DONE.search(result.stdout)["step"] == "20", str(result)
     assert checkpoint_steps(model_dir) == [10, 20]
     # No checkpoint was rewritten.
     for name in ("checkpoint", "ckpt-10.index", "ckpt-20.index", "ckpt-20.data-00000-of-00001"):

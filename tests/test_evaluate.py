@@ -14,7 +14,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -38,8 +37,6 @@ REPO = Path(__file__).resolve().parent.parent
 STEPS = list(TRAINED_STEPS)
 FINAL = STEPS[-1]
 EVAL_LOGGER = "model.evaluate"
-AFTER_VALIDATION = re.compile(r"^After (\d+) training step\(s\), validation accuracy = (\S+)$")
-AFTER_TEST = re.compile(r"^After (\d+) training step\(s\), test accuracy = (\S+)$")
 
 
 # --------------------------------------------------------------------------
@@ -109,12 +106,12 @@ def tree_digest(root: Path, *, exclude: Path | None = None) -> dict[str, str]:
 
 
 def validation_lines(out: str) -> list[tuple[int, str]]:
-    return [(int(m.group(1)), m.group(2)) for line in out.splitlines()
-            if (m := AFTER_VALIDATION.match(line))]
+    return [(int(m["step"]), m["accuracy"]) for line in out.splitlines()
+            if (m := log_lines.EVAL_VALIDATION.match(line))]
 
 
 def json_events(out: str) -> list[dict]:
-    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    return [e for line in out.splitlines() if (e := log_lines.parse_eval_event(line)) is not None]
 
 
 def eval_state(model_dir: Path) -> dict:
@@ -155,8 +152,8 @@ def test_evaluates_each_checkpoint_once_in_order_and_writes_final_metrics(model_
     # The tutorial's line, once per checkpoint, in step order.
     lines = validation_lines(out)
     assert [step for step, _ in lines] == STEPS
-    test_lines = [m for line in out.splitlines() if (m := AFTER_TEST.match(line))]
-    assert [int(m.group(1)) for m in test_lines] == [FINAL]
+    test_lines = [m for line in out.splitlines() if (m := log_lines.EVAL_TEST.match(line))]
+    assert [(int(m["step"]), m["already"]) for m in test_lines] == [(FINAL, None)]
 
     # A JSON twin for each line.
     events = json_events(out)

@@ -25,6 +25,7 @@ import urllib.request
 
 import pytest
 
+from model import log_lines
 from scripts.local_runner import netns
 from tests.e2e.conftest import (FAST, REPO_ROOT, LocalRun, checkpoint_steps, generations,
                                 processes_mentioning, runner_prerequisites, unavailable)
@@ -104,14 +105,14 @@ def test_default_chart_trains_and_the_evaluator_reports_every_checkpoint(default
     assert f"Job/{trainer}: Complete (Completed)" in text
     assert f"Job/{evaluator}: Complete (Completed)" in text
     log = run.log(f"{evaluator}-0")
-    lines = re.findall(r"^After (\d+) training step\(s\), validation accuracy = ([0-9.]+)$", log, re.M)
-    steps = [int(s) for s, _ in lines]
-    accuracies = [float(a) for _, a in lines]
+    lines = list(log_lines.EVAL_VALIDATION.finditer(log))
+    steps = [int(m["step"]) for m in lines]
+    accuracies = [float(m["accuracy"]) for m in lines]
     model_dir = run.run_dir / "volumes" / "mnist-train-models" / "mnist-train"
     assert steps == [200, 400, 600, 800, 1000] == checkpoint_steps(model_dir), log[-2000:]
     assert accuracies[-1] > accuracies[0]
     assert all(b >= a - 0.003 for a, b in zip(accuracies, accuracies[1:])), f"accuracy fell: {accuracies}"
-    assert re.search(r"^After 1000 training step\(s\), test accuracy = ", log, re.M)
+    assert "1000" in [m["step"] for m in log_lines.EVAL_TEST.finditer(log)], log[-2000:]
     metrics = json.loads((model_dir / "eval" / "final_metrics.json").read_text())
     assert metrics["final_step"] == 1000 and metrics["test_accuracy"] >= MIN_TEST_ACCURACY, metrics
     # Both workers train together in their own namespaces, from the chart's environment.
@@ -120,7 +121,7 @@ def test_default_chart_trains_and_the_evaluator_reports_every_checkpoint(default
         assert f"cluster | Indexed Job environment | task worker:{i} of 2 workers" in worker
         peers = ", ".join(f"'{trainer}-{j}.mnist-train-workers:2222'" for j in (0, 1))
         assert peers in worker
-        assert re.search(r"train \| done \| step 1000 \|", worker)
+        assert [m["step"] for m in log_lines.TRAIN_DONE.finditer(worker)] == ["1000"], worker[-2000:]
     # Read-only mounts: the evaluator and TensorBoard never tried to write where they may not.
     for pod in (f"{evaluator}-0", "mnist-train-tensorboard-0"):
         assert "Read-only file system" not in run.log(pod)
