@@ -44,9 +44,11 @@ def sized(stem: str, length: int) -> str:
 LONGEST_NAME = sized("sweep-lr-0p01-bs-128-", 53)
 LONG_PREFIX = sized("sweep-lr-0p01-bs-128-", 41)
 RELEASE_NAMES = sorted({
-    # without the chart name: every length where a cut might bite
-    *(sized("sweep-lr-0p01-bs-128-", n) for n in (1, 2, 5, 10, 20, 25, 26, 27, 28, 29, 30, 35,
-                                                    40, 41, 45, 50, 52, 53)),
+    # without the chart name (the base name is `mnist-train-<release>`, cut above 29 characters,
+    # mnist-train.baseNameBudget): short ones, 17 and 18 either side of the cut, and longer ones
+    # up to the maximum (past the cut they all share its first 22 characters: more lengths
+    # would test the same cut again)
+    *(sized("sweep-lr-0p01-bs-128-", n) for n in (1, 2, 5, 10, 17, 18, 20, 30, 41, 52, 53)),
     # with the chart name inside
     "mnist-train", "mnist-train-2", "my-mnist-train", "mnist-train-v2-mnist-train",
     sized("mnist-train-", 40), sized("mnist-train-", 53), "x-" + sized("mnist-train-", 51),

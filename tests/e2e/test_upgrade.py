@@ -24,9 +24,9 @@ from tests.e2e.conftest import FAST, LocalRun, checkpoint_steps
 
 pytestmark = pytest.mark.slow
 
-N = 200
+N = 100  # steps of the first install; its checkpoints come every N/2 steps
 RUN_TIMEOUT = 600  # generous: other CPU-heavy tests may share the two cores
-VALUES = [*FAST, "--set", "training.saveCheckpointsSteps=100", "--set", "tensorboard.enabled=false"]
+VALUES = [*FAST, "--set", f"training.saveCheckpointsSteps={N // 2}", "--set", "tensorboard.enabled=false"]
 
 
 def pod_logs(run: LocalRun, component: str) -> dict[str, str]:
@@ -46,7 +46,7 @@ def test_upgrades_of_a_finished_run_do_what_helm_upgrade_means(local_run):
     assert install.wait(RUN_TIMEOUT) == 0, install.tail()
     assert install.summary()["training"]["final_step"] == N
     model_dir = install.model_dir()
-    assert checkpoint_steps(model_dir) == [100, 200]
+    assert checkpoint_steps(model_dir) == [N // 2, N]
     first_names = job_names(install)
     # (Every run of the dir rewrites its summary.json and logs/: read them before the next one.)
     assert max(s for text in pod_logs(install, "trainer").values() for s in steps_logged(text)) == N
@@ -59,7 +59,7 @@ def test_upgrades_of_a_finished_run_do_what_helm_upgrade_means(local_run):
     assert summary["pods"] == [], "an upgrade with unchanged values ran pods"
     assert {a["verb"] for a in summary["upgrade"]["actions"]} <= {"unchanged"}, summary["upgrade"]
     assert {w["status"] for w in summary["workloads"] if w["kind"] == "Job"} == {"Complete"}
-    assert checkpoint_steps(model_dir) == [100, 200]
+    assert checkpoint_steps(model_dir) == [N // 2, N]
 
     # Another model: the trainer refuses the model dir's run (exit 2 fails its Job at once) and
     # nothing of the run changes; a Job failed, so the runner exits 1 (`helm upgrade` succeeds).
@@ -77,7 +77,7 @@ def test_upgrades_of_a_finished_run_do_what_helm_upgrade_means(local_run):
     errors = " ".join(e for p in trainers if p["exit_code"] == 2 for e in p["facts"]["errors"])
     assert "mlp" in errors and "lenet5" in errors, errors
     assert (model_dir / "run_config.json").read_text() == run_config
-    assert checkpoint_steps(model_dir) == [100, 200]
+    assert checkpoint_steps(model_dir) == [N // 2, N]
 
     # Twice the steps: new Jobs (a new run generation), the old ones deleted.
     extend = local_run([*VALUES, "--set", f"training.maxSteps={2 * N}"], name="extend", mode="--upgrade",
@@ -103,7 +103,7 @@ def test_upgrades_of_a_finished_run_do_what_helm_upgrade_means(local_run):
 
     evaluator = "\n".join(pod_logs(extend, "evaluator").values())
     evaluated = [int(m["step"]) for m in re.finditer(EVAL_VALIDATION.pattern, evaluator, re.M)]
-    assert evaluated == [300, 400], evaluated  # only the new checkpoints, each once
+    assert evaluated == [N + N // 2, 2 * N], evaluated  # only the new checkpoints, each once
     final = summary["evaluation"]["final"]
     assert final and final["final_step"] == 2 * N
     metrics = json.loads((model_dir / "eval" / "final_metrics.json").read_text())
