@@ -1,21 +1,13 @@
-"""Shared test setup: make `model` importable from the repo root, and one real
-short MLP training run that the evaluator and export tests read."""
+"""Shared test setup: MNIST loaded once, and one real short MLP training run that the
+trainer, evaluator, export and CLI tests read."""
 
 from __future__ import annotations
 
 import pathlib
-import sys
 
 import pytest
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-
-@pytest.fixture(scope="session")
-def repo_root() -> pathlib.Path:
-    return REPO_ROOT
+from scripts.paths import MNIST_DIR
 
 
 TRAINED_STEPS = (10, 20, 30)  # the checkpoints of `trained_dir`
@@ -25,7 +17,7 @@ TRAINED_STEPS = (10, 20, 30)  # the checkpoints of `trained_dir`
 def mnist():
     from model.data import load_mnist
 
-    return load_mnist(str(REPO_ROOT / "data" / "mnist"))
+    return load_mnist(str(MNIST_DIR))
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 from model import log_lines
+from scripts.paths import REPO_ROOT
 
-REPO = Path(__file__).resolve().parent.parent
 
 
 def free_ports(n: int) -> list[int]:
@@ -35,7 +35,7 @@ class Proc:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         self._log = open(self.log_path, "ab")
-        self.popen = subprocess.Popen([sys.executable, "-m", "model", *args], cwd=REPO, env=env,
+        self.popen = subprocess.Popen([sys.executable, "-m", "model", *args], cwd=REPO_ROOT, env=env,
                                       stdout=self._log, stderr=subprocess.STDOUT,
                                       start_new_session=True)
 

@@ -26,9 +26,9 @@ import pytest
 from model import cli, gcs
 from model.data import KNOWN_SHA256, load_mnist
 from model.errors import ConfigError, DataError
+from scripts.paths import MNIST_DIR, REPO_ROOT
 
-REPO = Path(__file__).resolve().parent.parent
-MNIST = REPO / "data" / "mnist"
+REPO = REPO_ROOT  # tests/test_lease.py imports it from here
 NAMES = list(KNOWN_SHA256)
 
 
@@ -105,7 +105,7 @@ def bucket(client):
 def mnist_uri(bucket) -> str:
     """The bundled MNIST (.gz) uploaded under gs://<bucket>/mnist."""
     for name in NAMES:
-        bucket.blob(f"mnist/{name}.gz").upload_from_filename(str(MNIST / f"{name}.gz"))
+        bucket.blob(f"mnist/{name}.gz").upload_from_filename(str(MNIST_DIR / f"{name}.gz"))
     return f"gs://{bucket.name}/mnist"
 
 
@@ -146,7 +146,7 @@ def test_stage_downloads_verifies_and_loads(client, mnist_uri, cache, requests):
                                          [f"{n}.gz{gcs.SOURCE_SUFFIX}" for n in NAMES])
     assert len(requests.downloads()) == 4
     for name in NAMES:
-        assert (Path(local) / f"{name}.gz").read_bytes() == (MNIST / f"{name}.gz").read_bytes()
+        assert (Path(local) / f"{name}.gz").read_bytes() == (MNIST_DIR / f"{name}.gz").read_bytes()
         source = json.loads((Path(local) / f"{name}.gz{gcs.SOURCE_SUFFIX}").read_text())
         assert source["uri"] == f"{mnist_uri}/{name}.gz" and source["generation"] > 0
     splits = load_mnist(local)
@@ -184,7 +184,7 @@ def test_unverified_cache_is_reused_while_the_generation_holds(client, bucket, m
     assert requests.lines and not requests.downloads(), requests.lines  # metadata only
     # A new generation of one object is fetched again; the others are not.
     bucket.blob("mnist/t10k-labels-idx1-ubyte.gz").upload_from_filename(
-        str(MNIST / "t10k-labels-idx1-ubyte.gz"))
+        str(MNIST_DIR / "t10k-labels-idx1-ubyte.gz"))
     requests.clear()
     gcs.stage_mnist(mnist_uri, str(cache), verify=False, client=client)
     assert len(requests.downloads()) == 1 and "t10k-labels" in requests.downloads()[0]
@@ -200,7 +200,7 @@ def test_corrupt_cached_file_is_fetched_again(client, mnist_uri, cache, requests
     requests.clear()
     gcs.stage_mnist(mnist_uri, str(cache), client=client)
     assert len(requests.downloads()) == 1 and "train-labels" in requests.downloads()[0]
-    assert victim.read_bytes() == (MNIST / victim.name).read_bytes()
+    assert victim.read_bytes() == (MNIST_DIR / victim.name).read_bytes()
 
 
 def test_interrupted_download_is_resumed(client, bucket, mnist_uri, cache, requests):
@@ -212,7 +212,7 @@ def test_interrupted_download_is_resumed(client, bucket, mnist_uri, cache, reque
     local.mkdir(parents=True)
     name = "t10k-images-idx3-ubyte.gz"
     blob = bucket.get_blob(f"mnist/{name}")
-    data = (MNIST / name).read_bytes()
+    data = (MNIST_DIR / name).read_bytes()
     meta = {"generation": int(blob.generation), "size": blob.size, "crc32c": blob.crc32c}
 
     partial = local / (name + gcs.PARTIAL_SUFFIX)
@@ -244,11 +244,11 @@ def test_partial_of_another_generation_is_discarded(client, bucket, mnist_uri, c
     requests.clear()
     gcs.stage_mnist(mnist_uri, str(cache), client=client)
     assert len([d for d in requests.downloads() if name in d]) == 1
-    assert (local / name).read_bytes() == (MNIST / name).read_bytes()
+    assert (local / name).read_bytes() == (MNIST_DIR / name).read_bytes()
 
 
 def test_corrupt_object_fails_verification(client, bucket, mnist_uri, cache):
-    raw = bytearray(gzip.decompress((MNIST / "train-labels-idx1-ubyte.gz").read_bytes()))
+    raw = bytearray(gzip.decompress((MNIST_DIR / "train-labels-idx1-ubyte.gz").read_bytes()))
     raw[5000] = (raw[5000] + 3) % 10
     bucket.blob("mnist/train-labels-idx1-ubyte.gz").upload_from_string(gzip.compress(bytes(raw)))
     with pytest.raises(DataError) as e:
@@ -266,7 +266,8 @@ def test_corrupt_object_fails_verification(client, bucket, mnist_uri, cache):
 
 def test_plain_files_are_staged_too(client, bucket, cache):
     for name in NAMES:
-        bucket.blob(f"raw/{name}").upload_from_string(gzip.decompress((MNIST / f"{name}.gz").read_bytes()))
+        raw = gzip.decompress((MNIST_DIR / f"{name}.gz").read_bytes())
+        bucket.blob(f"raw/{name}").upload_from_string(raw)
     local = gcs.stage_mnist(f"gs://{bucket.name}/raw", str(cache), client=client)
     assert [p for p in staged_files(local) if not p.endswith(gcs.SOURCE_SUFFIX)] == sorted(NAMES)
     assert len(load_mnist(local).test) == 10_000
@@ -312,7 +313,7 @@ def test_cli_trains_from_a_bucket(emulator, mnist_uri, tmp_path):
     """`python -m model train --data-dir gs://...` in a subprocess, against this
     process's emulator: staged, verified, trained on."""
     env = {**os.environ, "STORAGE_EMULATOR_HOST": emulator[0], "TF_CPP_MIN_LOG_LEVEL": "2",
-           "PYTHONPATH": str(REPO)}
+           "PYTHONPATH": str(REPO_ROOT)}
     for key in ("TF_CONFIG", "MNIST_DATA_DIR", "TF_LOGDIR", "TF_MAX_STEPS"):
         env.pop(key, None)
     cache = tmp_path / "cache"
@@ -320,7 +321,7 @@ def test_cli_trains_from_a_bucket(emulator, mnist_uri, tmp_path):
         [sys.executable, "-m", "model", "train", "--model", "mlp", "--max-steps", "5",
          "--steps-per-loop", "5", "--model-dir", str(tmp_path / "model"), "--data-dir", mnist_uri,
          "--data-cache-dir", str(cache)],
-        env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
+        env=env, capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{mnist_uri} staged in {cache}" in result.stdout
     assert (tmp_path / "model" / "ckpt-5.index").exists()
@@ -333,7 +334,7 @@ def no_credentials_env(tmp_path) -> dict:
            if k not in ("STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS", "TF_CONFIG")}
     env.update(HOME=str(tmp_path), CLOUDSDK_CONFIG=str(tmp_path / "gcloud"), NO_GCE_CHECK="true",
                GCE_METADATA_HOST="127.0.0.1:9", GCE_METADATA_IP="127.0.0.1:9",
-               PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
+               PYTHONPATH=str(REPO_ROOT), TF_CPP_MIN_LOG_LEVEL="2")
     return env
 
 
@@ -345,7 +346,7 @@ def test_no_credentials_is_a_config_error(tmp_path, key_file):
     result = subprocess.run(
         [sys.executable, "-m", "model", "train", "--model", "mlp", "--model-dir", str(tmp_path / "m"),
          "--data-dir", "gs://some-bucket/mnist", "--data-cache-dir", str(tmp_path / "c")],
-        env=env, capture_output=True, text=True, timeout=120, cwd=REPO)
+        env=env, capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "error: Cloud Storage: no Google Cloud credentials found" in result.stderr
     assert "GOOGLE_APPLICATION_CREDENTIALS" in result.stderr and "Traceback" not in result.stderr
@@ -396,7 +397,7 @@ def load_and_predict(export_dir: str) -> np.ndarray:
     """A SavedModel's probabilities on 20 test images."""
     import tensorflow as tf
 
-    images = load_mnist(str(MNIST)).test.images[:20]
+    images = load_mnist(str(MNIST_DIR)).test.images[:20]
     loaded = tf.saved_model.load(export_dir)
     return loaded.signatures["predict_pixels"](pixels=tf.constant(images))["probabilities"].numpy()
 
