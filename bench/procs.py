@@ -14,7 +14,6 @@ import dataclasses
 import os
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -45,20 +44,6 @@ def base_env(**extra: str) -> dict[str, str]:
                 "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(REPO_ROOT)})
     env.update(extra)
     return env
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports on 127.0.0.1 that were free a moment ago (held together so they differ)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def _read_vm_hwm_kb(pid: int) -> int | None:

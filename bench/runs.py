@@ -9,7 +9,8 @@ import re
 import statistics
 from pathlib import Path
 
-from bench.procs import PYTHON, BenchError, Proc, base_env, free_ports, wait_all
+from bench.procs import PYTHON, BenchError, Proc, base_env, wait_all
+from scripts.ports import free_ports
 from model import log_lines
 
 STEP_RE = re.compile(r"train \| step (\d+) \| loss [\d.naninf-]+ \| batch acc [\d.]+ \| "

@@ -6,7 +6,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,18 +13,8 @@ from pathlib import Path
 
 from model import log_lines
 from scripts.paths import REPO_ROOT
+from scripts.ports import free_ports  # noqa: F401 (tests/test_signals.py imports it from here)
 
-
-
-def free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 class Proc:

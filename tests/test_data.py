@@ -10,7 +10,6 @@ import http.server
 import importlib.util
 import os
 import shutil
-import socket
 import struct
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from model import data
 from model.data import load_mnist, read_idx_images, read_idx_labels
 from model.errors import ConfigError, DataError
 from scripts.paths import MNIST_DIR, REPO_ROOT
+from scripts.ports import free_port
 
 FETCH = REPO_ROOT / "scripts" / "fetch_mnist.py"
 NAMES = list(data.KNOWN_SHA256)
@@ -440,10 +440,7 @@ def serve():
 
 
 def dead_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}/"  # nothing listens there any more
+    return f"http://127.0.0.1:{free_port()}/"  # nothing listens there any more
 
 
 def run_fetch(*args: str) -> subprocess.CompletedProcess:

@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import uuid
@@ -27,6 +26,7 @@ from model import cli, gcs
 from model.data import KNOWN_SHA256, load_mnist
 from model.errors import ConfigError, DataError
 from scripts.paths import MNIST_DIR, REPO_ROOT
+from scripts.ports import free_port
 
 REPO = REPO_ROOT  # tests/test_lease.py imports it from here
 NAMES = list(KNOWN_SHA256)
@@ -51,12 +51,6 @@ class RequestLog(logging.Handler):
 
     def downloads(self) -> list[str]:
         return [line for line in self.lines if line.startswith('"GET /download/')]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
