@@ -32,6 +32,7 @@ import uuid
 
 import tensorflow as tf
 
+from model.atomic_write import write_json_atomically
 from model.errors import CheckpointError, ModelDirError
 from model.run_identity import COMPLETE_MARKER, RUN_CONFIG
 
@@ -68,14 +69,6 @@ def step_of(checkpoint_path: str) -> int | None:
     """The global step a checkpoint path was saved at, from its name."""
     match = _STEP_RE.search(checkpoint_path)
     return int(match.group(1)) if match else None
-
-
-def write_json_atomic(path: str, payload: dict) -> None:
-    """Write JSON so readers see the old file or the new one, never half of it."""
-    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-    with tf.io.gfile.GFile(tmp, "w") as f:
-        f.write(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    tf.io.gfile.rename(tmp, path, overwrite=True)
 
 
 def read_json(path: str) -> dict | None:
@@ -234,8 +227,8 @@ def read_complete_marker(model_dir: str) -> int | None:
 
 
 def write_complete_marker(model_dir: str, final_step: int, checkpoint_path: str) -> None:
-    write_json_atomic(join(model_dir, COMPLETE_MARKER),
-                      {"final_step": final_step, "checkpoint": os.path.basename(checkpoint_path)})
+    write_json_atomically(join(model_dir, COMPLETE_MARKER),
+                          {"final_step": final_step, "checkpoint": os.path.basename(checkpoint_path)})
 
 
 def clear_complete_marker(model_dir: str) -> None:

@@ -24,6 +24,7 @@ import pytest
 
 from model import cli, gcs
 from model.data import KNOWN_SHA256, load_mnist
+from model.atomic_write import write_json_atomically
 from model.errors import ConfigError, DataError
 from scripts.paths import MNIST_DIR, REPO_ROOT
 from scripts.ports import free_port
@@ -371,8 +372,7 @@ def model_dir(tmp_path_factory) -> Path:
         for shadow in state.averages.shadows:
             shadow.assign(rng.normal(0, 0.05, shadow.shape).astype(np.float32))
         manager.save(checkpoint_number=step)
-    checkpointing.write_json_atomic(str(directory / checkpointing.RUN_CONFIG),
-                                    {"model": "mlp", "hparams": {}})
+    write_json_atomically(directory / checkpointing.RUN_CONFIG, {"model": "mlp", "hparams": {}})
     checkpointing.write_complete_marker(str(directory), 20, str(directory / "ckpt-20"))
     eval_dir = directory / "eval"
     eval_dir.mkdir()

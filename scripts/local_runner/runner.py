@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
-import json
 import shutil
 import signal
 import time
@@ -47,6 +46,7 @@ from pathlib import Path
 
 import yaml
 
+from model.atomic_write import write_json_atomically
 from scripts.local_runner import faults as faults_mod
 from scripts.local_runner.controllers import (CONTROLLERS, PASSIVE_KINDS, JobController, PodRecord,
                                               Workload)
@@ -548,7 +548,7 @@ class Runner:
     def _summary(self) -> None:
         data = self.summary()
         try:
-            (self.run_dir / "summary.json").write_text(json.dumps(data, indent=1, sort_keys=True))
+            write_json_atomically(self.run_dir / "summary.json", data, indent=1)
         except OSError as e:
             self.event(f"warning: cannot write summary.json: {e}")
         say = self.terminal.runner_line
