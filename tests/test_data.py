@@ -105,64 +105,62 @@ def tiny(tmp_path: Path) -> tuple[Path, dict]:
 # The real data shipped in the repo
 
 
-@pytest.fixture(scope="session")
-def real() -> data.MnistSplits:
-    return load_mnist(str(MNIST_DIR))
+# `mnist` (conftest.py): the bundled copy, loaded once per session.
 
 
-def test_real_shapes_dtypes_and_split_sizes(real: data.MnistSplits) -> None:
+def test_real_shapes_dtypes_and_split_sizes(mnist: data.MnistSplits) -> None:
     expected = {
         "train": data.TRAIN_SIZE, "validation": data.VALIDATION_SIZE, "test": data.TEST_SIZE
     }
     assert (data.TRAIN_SIZE, data.VALIDATION_SIZE, data.TEST_SIZE) == (55_000, 5_000, 10_000)
     for split_name, n in expected.items():
-        split = getattr(real, split_name)
+        split = getattr(mnist, split_name)
         assert len(split) == n
         assert split.images.shape == (n, 28, 28)
         assert split.labels.shape == (n,)
         assert split.images.dtype == np.uint8 and split.labels.dtype == np.uint8
         assert int(split.labels.max()) == 9 and int(split.labels.min()) == 0
     # Real digits, not zeros: MNIST's mean pixel is ~33.
-    assert 30 < real.train.images.mean() < 36
+    assert 30 < mnist.train.images.mean() < 36
 
 
-def test_real_validation_is_last_5000_of_training_file(real: data.MnistSplits) -> None:
+def test_real_validation_is_last_5000_of_training_file(mnist: data.MnistSplits) -> None:
     images = read_idx_images(str(MNIST_DIR / (TRAIN_IMAGES + ".gz")))
     labels = read_idx_labels(str(MNIST_DIR / (TRAIN_LABELS + ".gz")))
     assert images.shape == (60_000, 28, 28) and labels.shape == (60_000,)
-    np.testing.assert_array_equal(real.validation.images, images[-5000:])
-    np.testing.assert_array_equal(real.validation.labels, labels[-5000:])
-    np.testing.assert_array_equal(real.train.images, images[:55_000])
-    np.testing.assert_array_equal(real.train.labels, labels[:55_000])
+    np.testing.assert_array_equal(mnist.validation.images, images[-5000:])
+    np.testing.assert_array_equal(mnist.validation.labels, labels[-5000:])
+    np.testing.assert_array_equal(mnist.train.images, images[:55_000])
+    np.testing.assert_array_equal(mnist.train.labels, labels[:55_000])
 
 
-def test_real_training_class_counts(real: data.MnistSplits) -> None:
-    all_labels = np.concatenate([real.train.labels, real.validation.labels])
+def test_real_training_class_counts(mnist: data.MnistSplits) -> None:
+    all_labels = np.concatenate([mnist.train.labels, mnist.validation.labels])
     assert np.bincount(all_labels, minlength=10).tolist() == TRAIN_CLASS_COUNTS
 
 
-def test_arrays_are_read_only(real: data.MnistSplits) -> None:
-    for split in (real.train, real.validation, real.test):
+def test_arrays_are_read_only(mnist: data.MnistSplits) -> None:
+    for split in (mnist.train, mnist.validation, mnist.test):
         for arr in (split.images, split.labels):
             assert not arr.flags.writeable
             with pytest.raises(ValueError):
                 arr[0] = 1
     with pytest.raises(dataclasses.FrozenInstanceError):
-        real.train.images = np.zeros(1)  # type: ignore[misc]
+        mnist.train.images = np.zeros(1)  # type: ignore[misc]
 
 
-def test_real_uncompressed_files_load_and_verify(tmp_path: Path, real: data.MnistSplits) -> None:
+def test_real_uncompressed_files_load_and_verify(tmp_path: Path, mnist: data.MnistSplits) -> None:
     for name in NAMES:
         with gzip.open(MNIST_DIR / f"{name}.gz", "rb") as src:
             (tmp_path / name).write_bytes(src.read())
     plain = load_mnist(str(tmp_path))  # verify=True: the digests are of the payloads
     for split_name in ("train", "validation", "test"):
-        got, want = getattr(plain, split_name), getattr(real, split_name)
+        got, want = getattr(plain, split_name), getattr(mnist, split_name)
         np.testing.assert_array_equal(got.images, want.images)
         np.testing.assert_array_equal(got.labels, want.labels)
 
 
-def test_real_data_through_tf_gfile_ram_filesystem(real: data.MnistSplits) -> None:
+def test_real_data_through_tf_gfile_ram_filesystem(mnist: data.MnistSplits) -> None:
     # TensorFlow's in-memory ram:// filesystem is a tf.io.gfile path that is not
     # an OS path, standing in for gs://.
     import tensorflow as tf
@@ -178,8 +176,8 @@ def test_real_data_through_tf_gfile_ram_filesystem(real: data.MnistSplits) -> No
                 f.write((MNIST_DIR / f"{name}.gz").read_bytes())
         assert not os.path.exists(root)
         loaded = load_mnist(root)
-        np.testing.assert_array_equal(loaded.train.images, real.train.images)
-        np.testing.assert_array_equal(loaded.test.labels, real.test.labels)
+        np.testing.assert_array_equal(loaded.train.images, mnist.train.images)
+        np.testing.assert_array_equal(loaded.test.labels, mnist.test.labels)
         # Errors name the gfile path too.
         tf.io.gfile.remove(f"{root}/{TEST_LABELS}.gz")
         assert_data_error(lambda: load_mnist(root), f"{root}", f"{TEST_LABELS}.gz")
