@@ -352,7 +352,7 @@ def test_no_credentials_is_a_config_error(tmp_path, key_file):
 # ---------------------------------------------------------------- exports
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
+def scored_model_dir(tmp_path_factory) -> Path:
     """Two MLP checkpoints (steps 10 and 20) with different weights, in the
     trainer's own checkpoint format, plus the files the evaluator leaves:
     validation accuracy is better at step 10."""
@@ -387,23 +387,23 @@ def model_dir(tmp_path_factory) -> Path:
     return directory
 
 
-def load_and_predict(export_dir: str) -> np.ndarray:
+def load_and_predict(export_dir: str, mnist) -> np.ndarray:
     """A SavedModel's probabilities on 20 test images."""
     import tensorflow as tf
 
-    images = load_mnist(str(MNIST_DIR)).test.images[:20]
+    images = mnist.test.images[:20]
     loaded = tf.saved_model.load(export_dir)
     return loaded.signatures["predict_pixels"](pixels=tf.constant(images))["probabilities"].numpy()
 
 
 @pytest.fixture(scope="module")
-def reference(model_dir, tmp_path_factory) -> dict[int, np.ndarray]:
+def reference(scored_model_dir, mnist, tmp_path_factory) -> dict[int, np.ndarray]:
     """Predictions of local exports of each checkpoint, by step."""
     from model.export import export
 
     out = tmp_path_factory.mktemp("reference")
-    return {step: load_and_predict(export(str(model_dir), str(out / str(step)),
-                                          checkpoint_path=str(model_dir / f"ckpt-{step}")))
+    return {step: load_and_predict(export(str(scored_model_dir), str(out / str(step)),
+                                          checkpoint_path=str(scored_model_dir / f"ckpt-{step}")), mnist)
             for step in (10, 20)}
 
 
@@ -411,11 +411,11 @@ def object_names(client, bucket) -> list[str]:
     return sorted(b.name for b in client.list_blobs(bucket.name))
 
 
-def test_export_to_gcs_and_read_back(client, bucket, model_dir, reference, tmp_path):
+def test_export_to_gcs_and_read_back(client, bucket, scored_model_dir, reference, mnist, tmp_path):
     from model.export import export
 
     dest = f"gs://{bucket.name}/models/mnist/1"
-    assert export(str(model_dir), dest) == dest
+    assert export(str(scored_model_dir), dest) == dest
     names = object_names(client, bucket)
     assert f"models/mnist/1/{gcs.EXPORT_MARKER}" in names
     assert "models/mnist/1/saved_model.pb" in names
@@ -423,25 +423,25 @@ def test_export_to_gcs_and_read_back(client, bucket, model_dir, reference, tmp_p
     marker, _ = gcs.read_marker(dest, client)
     assert sorted(marker["files"]) == sorted(n[len("models/mnist/1/"):] for n in names
                                              if not n.endswith(gcs.EXPORT_MARKER))
-    assert marker["model_dir"] == str(model_dir)
+    assert marker["model_dir"] == str(scored_model_dir)
 
     copy = gcs.download_export(dest, str(tmp_path / "copy"), client)
-    probabilities = load_and_predict(copy)
+    probabilities = load_and_predict(copy, mnist)
     np.testing.assert_array_equal(probabilities, reference[20])  # the newest checkpoint, exactly
     assert not np.array_equal(reference[10], reference[20])
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
 
 
-def test_export_refuses_to_overwrite_unless_asked(client, bucket, model_dir):
+def test_export_refuses_to_overwrite_unless_asked(client, bucket, scored_model_dir):
     from model.export import export
 
     dest = f"gs://{bucket.name}/serving"
-    export(str(model_dir), dest, checkpoint_path=str(model_dir / "ckpt-10"))
+    export(str(scored_model_dir), dest, checkpoint_path=str(scored_model_dir / "ckpt-10"))
     bucket.blob("serving/stale-file-from-an-older-export").upload_from_string(b"x")
     with pytest.raises(ConfigError, match="already exists; pass --overwrite"):
-        export(str(model_dir), dest)
+        export(str(scored_model_dir), dest)
     first, first_generation = gcs.read_marker(dest, client)
-    export(str(model_dir), dest, overwrite=True)
+    export(str(scored_model_dir), dest, overwrite=True)
     second, second_generation = gcs.read_marker(dest, client)
     assert second_generation != first_generation and second["checkpoint"] == "newest"
     assert first["checkpoint"].endswith("ckpt-10")
@@ -451,7 +451,7 @@ def test_export_refuses_to_overwrite_unless_asked(client, bucket, model_dir):
                                              if not n.endswith(gcs.EXPORT_MARKER))
 
 
-def test_overwrite_refuses_a_prefix_that_is_not_an_export(client, bucket, model_dir):
+def test_overwrite_refuses_a_prefix_that_is_not_an_export(client, bucket, scored_model_dir):
     """`--overwrite` replaces a previous export only: a prefix holding something
     else (here a model directory's files) is refused, naming them, untouched."""
     from model.export import export
@@ -460,18 +460,18 @@ def test_overwrite_refuses_a_prefix_that_is_not_an_export(client, bucket, model_
         bucket.blob(f"not-an-export/{name}").upload_from_string(b"x")
     before = object_names(client, bucket)
     with pytest.raises(ConfigError, match="not a previous export") as excinfo:
-        export(str(model_dir), f"gs://{bucket.name}/not-an-export", overwrite=True)
+        export(str(scored_model_dir), f"gs://{bucket.name}/not-an-export", overwrite=True)
     assert "checkpoint, ckpt-10.index, run_config.json" in str(excinfo.value)
     assert object_names(client, bucket) == before
 
 
-def test_gcs_export_records_the_model_and_its_step(client, bucket, model_dir, tmp_path):
+def test_gcs_export_records_the_model_and_its_step(client, bucket, scored_model_dir, tmp_path):
     import tensorflow as tf
 
     from model.export import EXPORT_INFO, export
 
     dest = f"gs://{bucket.name}/with-metadata"
-    export(str(model_dir), dest, checkpoint_path=str(model_dir / "ckpt-10"))
+    export(str(scored_model_dir), dest, checkpoint_path=str(scored_model_dir / "ckpt-10"))
     marker, _ = gcs.read_marker(dest, client)
     assert marker["model"] == "mlp" and marker["trained_steps"] == 10
     copy = Path(gcs.download_export(dest, str(tmp_path / "copy"), client))
@@ -480,7 +480,7 @@ def test_gcs_export_records_the_model_and_its_step(client, bucket, model_dir, tm
     assert loaded.trained_steps.numpy() == 10 and loaded.model_name.numpy() == b"mlp"
 
 
-def test_failed_upload_leaves_the_previous_export(client, bucket, model_dir, tmp_path):
+def test_failed_upload_leaves_the_previous_export(client, bucket, tmp_path):
     """Phase 1 fails half-way (an unreadable file): the destination still holds
     the previous complete export and no temporary objects remain."""
     dest = f"gs://{bucket.name}/atomic"
@@ -507,30 +507,31 @@ def test_reader_refuses_an_unpublished_prefix(client, bucket, tmp_path):
         gcs.download_export(f"gs://{bucket.name}/half", str(tmp_path / "x"), client)
 
 
-def test_export_to_a_missing_bucket(client, model_dir):
+def test_export_to_a_missing_bucket(client, scored_model_dir):
     from model.export import export
 
     with pytest.raises(ConfigError, match="does not exist"):
-        export(str(model_dir), "gs://no-such-bucket-here/x")
+        export(str(scored_model_dir), "gs://no-such-bucket-here/x")
 
 
-def test_evaluator_exports_its_best_checkpoint(client, bucket, model_dir, reference, tmp_path, capsys):
+def test_evaluator_exports_its_best_checkpoint(client, bucket, scored_model_dir, reference, mnist, tmp_path,
+                                               capsys):
     """`evaluate --export-best-to gs://...` after training ended: the best
     validation accuracy (step 10) is published; once that checkpoint is gone
     the next best (step 20) replaces it."""
     work = tmp_path / "model"
-    shutil.copytree(model_dir, work)
+    shutil.copytree(scored_model_dir, work)
     for path in (work / "eval" / "eval_state.json",):  # checkpoints recorded at their new place
-        path.write_text(path.read_text().replace(str(model_dir), str(work)))
+        path.write_text(path.read_text().replace(str(scored_model_dir), str(work)))
     dest = f"gs://{bucket.name}/best"
     args = ["evaluate", "--model-dir", str(work), "--model", "mlp", "--export-best-to", dest]
     assert cli.main(args) == 0, capsys.readouterr()
-    first = load_and_predict(gcs.download_export(dest, str(tmp_path / "first"), client))
+    first = load_and_predict(gcs.download_export(dest, str(tmp_path / "first"), client), mnist)
     np.testing.assert_array_equal(first, reference[10])
     for f in work.glob("ckpt-10.*"):
         f.unlink()
     assert cli.main(args) == 0, capsys.readouterr()
-    second = load_and_predict(gcs.download_export(dest, str(tmp_path / "second"), client))
+    second = load_and_predict(gcs.download_export(dest, str(tmp_path / "second"), client), mnist)
     np.testing.assert_array_equal(second, reference[20])
 
 
