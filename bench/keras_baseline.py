@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
+
+from scripts.paths import MNIST_DIR
 
 
 def build(model_name: str, lr: float, momentum: float, l2: float):
@@ -66,8 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, required=True, help="measured steps after the warm-up")
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--compute-dtype", choices=["float32", "bfloat16"], default="float32")
-    p.add_argument("--data-dir", default=os.path.join(os.path.dirname(os.path.dirname(
-        os.path.abspath(__file__))), "data", "mnist"))
+    p.add_argument("--data-dir", default=str(MNIST_DIR))
     args = p.parse_args(argv)
 
     import numpy as np

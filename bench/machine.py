@@ -8,7 +8,7 @@ import platform
 import subprocess
 from importlib import metadata
 
-from bench.procs import REPO
+from scripts.paths import REPO_ROOT
 
 
 def _cpuinfo_model() -> str:
@@ -44,7 +44,7 @@ def _version(*names: str) -> str | None:
 
 def _git(*args: str) -> str:
     try:
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
+        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
                               timeout=10).stdout.rstrip("\n")
     except (OSError, subprocess.SubprocessError):
         return ""

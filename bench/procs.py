@@ -14,15 +14,15 @@ import dataclasses
 import os
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from scripts.paths import REPO_ROOT
+
 PYTHON = sys.executable
 
 _LIVE: dict[int, Proc] = {}
@@ -41,23 +41,9 @@ def base_env(**extra: str) -> dict[str, str]:
                  "TF_SAVE_SUMMARIES_STEPS", "TF_NUM_INTEROP_THREADS", "TF_NUM_INTRAOP_THREADS"):
         env.pop(name, None)
     env.update({"PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
-                "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(REPO)})
+                "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(REPO_ROOT)})
     env.update(extra)
     return env
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports on 127.0.0.1 that were free a moment ago (held together so they differ)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def _read_vm_hwm_kb(pid: int) -> int | None:
@@ -93,7 +79,7 @@ class Proc:
         self.start = time.monotonic()
         self.popen = subprocess.Popen(
             argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            cwd=str(REPO), env=env or base_env(), start_new_session=True, text=True,
+            cwd=str(REPO_ROOT), env=env or base_env(), start_new_session=True, text=True,
             encoding="utf-8", errors="replace", bufsize=1)
         self.pid = self.popen.pid
         self.end: float | None = None

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+
+from model.atomic_write import write_json_atomically
 
 SECTION_ORDER = ("throughput", "scaling", "accuracy", "resources")
 QUICK_BANNER = ("**QUICK MODE: a smoke test of the harness with short schedules. These are NOT the "
@@ -20,9 +21,7 @@ def load(path: Path) -> dict | None:
 
 def save_json(path: Path, payload: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
-    os.replace(tmp, path)
+    write_json_atomically(path, payload, sort_keys=False, default=str)
 
 
 def _cell(text) -> str:

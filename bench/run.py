@@ -22,10 +22,11 @@ import traceback
 from pathlib import Path
 
 from bench import machine, report, sections
-from bench.procs import REPO, BenchError, kill_all
+from bench.procs import BenchError, kill_all
 from bench.runs import Context
+from scripts.paths import REPO_ROOT
 
-RESULTS = REPO / "bench" / "results"
+RESULTS = REPO_ROOT / "bench" / "results"
 ALL = ("throughput", "scaling", "accuracy", "resources")
 KEEP_LOG_DIRS = 4
 
@@ -223,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     md_path.write_text(table)
     print()
     print(table)
-    print(f"wrote {json_path.relative_to(REPO)} and {md_path.relative_to(REPO)} "
+    print(f"wrote {json_path.relative_to(REPO_ROOT)} and {md_path.relative_to(REPO_ROOT)} "
           f"({results['seconds'] / 60:.1f} min)", flush=True)
     return 1 if failed else 0
 

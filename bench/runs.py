@@ -8,7 +8,8 @@ import json
 import statistics
 from pathlib import Path
 
-from bench.procs import PYTHON, BenchError, Proc, base_env, free_ports, wait_all
+from bench.procs import PYTHON, BenchError, Proc, base_env, wait_all
+from scripts.ports import free_ports
 from model import log_lines
 
 RESULT_PREFIX = "BENCH_RESULT "

@@ -13,18 +13,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
+
+from scripts.paths import MNIST_DIR
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model-dir", required=True)
     p.add_argument("--repeats", type=int, default=6)
-    p.add_argument("--data-dir", default=os.path.join(os.path.dirname(os.path.dirname(
-        os.path.abspath(__file__))), "data", "mnist"))
+    p.add_argument("--data-dir", default=str(MNIST_DIR))
     args = p.parse_args(argv)
 
     import tensorflow as tf

@@ -25,6 +25,7 @@ import uuid
 import tensorflow as tf
 
 from model import layout
+from model.atomic_write import write_json_atomically
 from model.errors import CheckpointError, ModelDirError
 # Re-exported: the names the trainer and evaluator have always used from here.
 from model.layout import (CHECKPOINT_PREFIX, COMPLETE_MARKER, EVAL_SUMMARY_DIR, RUN_CONFIG,  # noqa: F401
@@ -45,12 +46,6 @@ _UNUSABLE_DIR_ERRORS = (tf.errors.PermissionDeniedError, tf.errors.FailedPrecond
 READ_ERRORS = (tf.errors.OpError, IndexError, ValueError, AssertionError, KeyError)
 
 
-def write_json_atomic(path: str, payload: dict) -> None:
-    """Write JSON so readers see the old file or the new one, never half of it."""
-    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-    with tf.io.gfile.GFile(tmp, "w") as f:
-        f.write(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    tf.io.gfile.rename(tmp, path, overwrite=True)
 
 
 def read_json(path: str) -> dict | None:
@@ -206,7 +201,8 @@ def read_complete_marker(model_dir: str) -> int | None:
 
 
 def write_complete_marker(model_dir: str, final_step: int, checkpoint_path: str) -> None:
-    write_json_atomic(join(model_dir, COMPLETE_MARKER), layout.complete_marker(final_step, checkpoint_path))
+    write_json_atomically(join(model_dir, COMPLETE_MARKER),
+                          layout.complete_marker(final_step, checkpoint_path))
 
 
 def clear_complete_marker(model_dir: str) -> None:

@@ -32,6 +32,7 @@ import uuid
 import tensorflow as tf
 
 from model import checkpointing, layout, log_lines
+from model.atomic_write import write_json_atomically
 from model.checkpointing import READ_ERRORS
 from model.data import MnistSplits, Split, load_mnist
 from model.errors import CheckpointError, ConfigError
@@ -216,7 +217,7 @@ class EvalState:
         return max(self.results.items(), key=lambda kv: (kv[1]["validation_accuracy"], kv[0]))
 
     def save(self) -> None:
-        checkpointing.write_json_atomic(self.path, {
+        write_json_atomically(self.path, {
             "format": STATE_FORMAT,
             "results": {str(k): v for k, v in sorted(self.results.items())},
             "failures": self.failures})
@@ -323,7 +324,7 @@ class Evaluator:
         with self.writer.as_default(step=final_step):
             tf.summary.scalar("test_accuracy", test_accuracy)
         self.writer.flush()
-        checkpointing.write_json_atomic(layout.child(self.eval_dir, FINAL_METRICS), metrics)
+        write_json_atomically(layout.child(self.eval_dir, FINAL_METRICS), metrics)
         print(log_lines.EVAL_TEST_FORMAT % (final_step, test_accuracy), flush=True)
         _emit({"event": "final", **metrics})
         return metrics

@@ -33,6 +33,7 @@ import uuid
 import tensorflow as tf
 
 from model import checkpointing, gcs, layout, log_lines
+from model.atomic_write import write_json_atomically
 from model.checkpointing import READ_ERRORS
 from model.errors import CheckpointError, ConfigError
 from model.evaluate import CheckpointScorer, EvalState
@@ -154,7 +155,7 @@ def write_saved_model(model_dir: str, target: str, *, model: str | None = None,
             "signatures": ["serving_default", "predict_pixels"]}
     tf.saved_model.save(module, target, signatures={
         "serving_default": module.serve, "predict_pixels": module.serve_pixels})
-    checkpointing.write_json_atomic(layout.child(target, EXPORT_INFO), info)
+    write_json_atomically(layout.child(target, EXPORT_INFO), info)
     return info
 
 

@@ -70,6 +70,7 @@ import time
 import uuid
 from collections.abc import Iterator
 
+from model.atomic_write import write_json_atomically
 from model.errors import ConfigError, DataError
 from model.layout import EXPORT_MARKER, not_an_export
 
@@ -179,13 +180,6 @@ def _crc32c_b64(path: str) -> str:
     return base64.b64encode(checksum.digest()).decode("ascii")
 
 
-def _write_json_atomic(path: str, payload: dict) -> None:
-    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
-
-
 def _read_json(path: str) -> dict | None:
     try:
         with open(path) as f:
@@ -269,7 +263,7 @@ def _download(blob, dest: str) -> None:
             offset = os.path.getsize(partial)
         else:
             _remove(partial)
-            _write_json_atomic(meta_path, expected)
+            write_json_atomically(meta_path, expected)
         if offset:
             log.info("data | resuming %s at byte %d of %d", _uri_of(blob), offset, expected["size"])
         with open(partial, "ab" if offset else "wb") as f:
@@ -333,7 +327,7 @@ def _stage_one(get_client, uri: GcsUri, name: str, local_dir: str, verify: bool)
             _remove(dest)
             raise DataError(f"{source['uri']} (generation {source['generation']}) fails "
                             f"verification: {e}") from None
-    _write_json_atomic(dest + SOURCE_SUFFIX, source)
+    write_json_atomically(dest + SOURCE_SUFFIX, source)
     log.info("data | fetched %s (%d bytes, %.1f s) -> %s", source["uri"], source["size"],
              time.monotonic() - t0, dest)
     return dest, True

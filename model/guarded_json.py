@@ -12,9 +12,9 @@ gives them for both kinds of model directory:
   object changed). Calls go to `STORAGE_EMULATOR_HOST` when set (model/gcs.py).
 - a local or mounted directory (a disk, a ReadWriteMany claim): every change
   holds an exclusive `flock` on `<dir>/.lock` (NFSv4 forwards it to the
-  server) and is written to a temporary file then renamed into place, so
-  readers need no lock and never see half a file. The "generation" is the
-  SHA-256 of the file's bytes.
+  server) and is written to a temporary file then renamed into place
+  (model/atomic_write.py), so readers need no lock and never see half a
+  file. The "generation" is the SHA-256 of the file's bytes.
 
 `GuardedJson(path)` picks the right one. Generations are opaque: compare them,
 do not interpret them. No TensorFlow here.
@@ -28,10 +28,10 @@ import fcntl
 import hashlib
 import json
 import os
-import uuid
 from collections.abc import Iterator
 
 from model import gcs
+from model.atomic_write import write_atomically
 from model.layout import LOCK_NAME
 # A directory that cannot be written for these reasons will not become writable
 # on a restart: the user must fix it (exit 2). Other OSErrors (EIO...) stay retryable.
@@ -98,16 +98,7 @@ class _LocalJson:
         return _decode(data, self.path), hashlib.sha256(data).hexdigest()
 
     def _write(self, data: bytes) -> str:
-        tmp = f"{self.path}.tmp-{uuid.uuid4().hex[:8]}"
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(tmp)
+        write_atomically(self.path, data)
         return hashlib.sha256(data).hexdigest()
 
     def _unchanged(self, generation: str) -> bool:

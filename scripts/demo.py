@@ -18,11 +18,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+# Run as a file (`python scripts/demo.py`): make the checkout importable first.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scripts.local_runner import cli  # noqa: E402
 from scripts.local_runner.render import find_helm  # noqa: E402
+from scripts.paths import REPO_ROOT, RUNS_DIR  # noqa: E402
 
 MAX_STEPS = 1200  # reaches ~99.0% validation accuracy (the default preset trains 8000)
 CHECKPOINT_STEPS = 200
@@ -37,13 +38,14 @@ def main() -> int:
         return 2
     if not find_helm():
         print("demo | installing the pinned helm into .tools/bin (scripts/install_k8s_tools.sh)", flush=True)
-        subprocess.run(["bash", str(REPO / "scripts" / "install_k8s_tools.sh")], check=True, cwd=REPO)
+        subprocess.run(["bash", str(REPO_ROOT / "scripts" / "install_k8s_tools.sh")], check=True,
+                       cwd=REPO_ROOT)
     print(f"demo | LeNet-5 on 2 workers + evaluator + TensorBoard, the Helm chart run locally: "
           f"{MAX_STEPS} global steps of batch 200, a shorter schedule than the full benchmark "
           "(the default preset trains 8000 steps)", flush=True)
     print("demo | the evaluator's lines follow as checkpoints appear; every pod's full output is in "
           "runs/demo/logs/", flush=True)
-    args = ["--fresh", "--run-dir", str(REPO / "runs" / "demo"),
+    args = ["--fresh", "--run-dir", str(RUNS_DIR / "demo"),
             "--set", "training.model=lenet5", "--set", f"training.maxSteps={MAX_STEPS}",
             "--set", f"training.saveCheckpointsSteps={CHECKPOINT_STEPS}",
             "--set", "evaluator.evalIntervalSecs=5", "--set", "tensorboard.reloadInterval=5",

@@ -1,53 +1,54 @@
-"""Shared test setup: make `model` importable from the repo root, and one real
-short MLP training run that the evaluator and export tests read."""
+"""Shared test setup: MNIST loaded once, and one real short MLP training run that the
+trainer, evaluator, export and CLI tests read."""
 
 from __future__ import annotations
 
 import pathlib
-import sys
 
 import pytest
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-
-@pytest.fixture(scope="session")
-def repo_root() -> pathlib.Path:
-    return REPO_ROOT
+from scripts.paths import MNIST_DIR
 
 
 TRAINED_STEPS = (10, 20, 30)  # the checkpoints of `trained_dir`
 
 
+def short_run_config(model_dir, max_steps: int, model: str = "mlp"):
+    """The settings of `trained_dir`'s run (a checkpoint, summary and log line every 10 steps),
+    for tests that train it further or train another like it."""
+    import dataclasses
+
+    from model import config as presets
+    from model.train import TrainConfig
+
+    return TrainConfig(model=model, model_dir=str(model_dir),
+                       hparams=dataclasses.replace(presets.preset("default", model), max_steps=max_steps),
+                       save_checkpoints_steps=10, save_summaries_steps=10, log_every_steps=10,
+                       steps_per_loop=10)
+
+
 @pytest.fixture(scope="session")
 def mnist():
+    """The bundled MNIST, loaded once per session (read it, do not change its arrays)."""
     from model.data import load_mnist
 
-    return load_mnist(str(REPO_ROOT / "data" / "mnist"))
+    return load_mnist(str(MNIST_DIR))
 
 
 @pytest.fixture(scope="session")
 def trained_dir(tmp_path_factory, mnist) -> pathlib.Path:
-    """A real 30-step MLP run on the bundled MNIST, checkpoints at 10, 20 and 30.
+    """A real 30-step MLP run on the bundled MNIST, checkpoints at 10, 20 and 30; trained once per session.
 
     Shared by every test of the session: read it, or change `model_dir` (a copy).
     """
-    import dataclasses
-
     import tensorflow as tf
 
     from model import checkpointing
-    from model import config as presets
-    from model.train import TrainConfig, train
+    from model.train import train
 
     model_dir = tmp_path_factory.mktemp("trained-mlp") / "model"
-    hparams = dataclasses.replace(presets.preset("default", "mlp"), max_steps=TRAINED_STEPS[-1])
-    result = train(TrainConfig(model="mlp", model_dir=str(model_dir), hparams=hparams,
-                               save_checkpoints_steps=10, save_summaries_steps=10,
-                               log_every_steps=10, steps_per_loop=10),
-                   strategy=tf.distribute.get_strategy(), datasets=mnist)
+    result = train(short_run_config(model_dir, TRAINED_STEPS[-1]), strategy=tf.distribute.get_strategy(),
+                   datasets=mnist)
     assert result.final_step == TRAINED_STEPS[-1]
     assert checkpointing.list_checkpoints(str(model_dir)) == [
         str(model_dir / f"ckpt-{s}") for s in TRAINED_STEPS]

@@ -6,26 +6,15 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from model import log_lines
+from scripts.paths import REPO_ROOT
+from scripts.ports import free_ports  # noqa: F401 (tests/test_signals.py imports it from here)
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 class Proc:
@@ -35,7 +24,7 @@ class Proc:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         self._log = open(self.log_path, "ab")
-        self.popen = subprocess.Popen([sys.executable, "-m", "model", *args], cwd=REPO, env=env,
+        self.popen = subprocess.Popen([sys.executable, "-m", "model", *args], cwd=REPO_ROOT, env=env,
                                       stdout=self._log, stderr=subprocess.STDOUT,
                                       start_new_session=True)
 

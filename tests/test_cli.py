@@ -18,10 +18,9 @@ from pathlib import Path
 import pytest
 
 from model import log_lines
+from scripts.paths import MNIST_DIR, REPO_ROOT
 
-REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
-DEFAULT_DATA_DIR = REPO / "data" / "mnist"
 # Variables the CLI reads; tests start from an environment without any of them.
 CLEARED = ("TF_CONFIG", "JOB_COMPLETION_INDEX", "MNIST_NUM_WORKERS", "MNIST_WORKER_HOSTNAME_PREFIX",
            "MNIST_WORKER_SERVICE", "MNIST_WORKER_PORT", "MNIST_MODEL", "MNIST_DATA_DIR", "TF_LOGDIR",
@@ -33,7 +32,7 @@ TRAIN_ARGS = ["train", "--model", "mlp", "--max-steps", "20", "--save-checkpoint
 def cli_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in CLEARED}
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     env.update(extra)
     return env
 
@@ -62,7 +61,7 @@ class Command:
         self.args = args
         self.out, self.err = log_dir / f"{name}.out", log_dir / f"{name}.err"
         with open(self.out, "wb") as out, open(self.err, "wb") as err:
-            self.process = subprocess.Popen([*prefix, PY, "-m", "model", *args], cwd=REPO, env=env,
+            self.process = subprocess.Popen([*prefix, PY, "-m", "model", *args], cwd=REPO_ROOT, env=env,
                                             stdin=subprocess.DEVNULL, stdout=out, stderr=err)
 
     def result(self, timeout: float = TIMEOUT) -> Result:
@@ -285,7 +284,7 @@ def tensorflow_imports(importtime_stderr: str) -> list[str]:
 ])
 def test_a_bad_cluster_is_refused_without_importing_tensorflow(tmp_path, env, needles):
     args = ["train", "--model", "mlp", "--model-dir", str(tmp_path / "m")]
-    process = subprocess.run([PY, "-X", "importtime", "-m", "model", *args], cwd=REPO,
+    process = subprocess.run([PY, "-X", "importtime", "-m", "model", *args], cwd=REPO_ROOT,
                              env=cli_env(**env), stdin=subprocess.DEVNULL, capture_output=True,
                              text=True, timeout=60)
     result = Result(args, process.returncode, process.stdout, process.stderr)
@@ -424,7 +423,7 @@ def test_flags_win_over_the_environment(runs):
 
 
 def test_data_dir_defaults_to_the_bundled_copy(runs):
-    assert f"data_dir={DEFAULT_DATA_DIR} " in config_line(runs["results"]["flags"])
+    assert f"data_dir={MNIST_DIR} " in config_line(runs["results"]["flags"])
 
 
 def test_environment_fallbacks(runs):

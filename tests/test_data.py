@@ -10,7 +10,6 @@ import http.server
 import importlib.util
 import os
 import shutil
-import socket
 import struct
 import subprocess
 import sys
@@ -25,10 +24,10 @@ import pytest
 from model import data
 from model.data import load_mnist, read_idx_images, read_idx_labels
 from model.errors import ConfigError, DataError
+from scripts.paths import MNIST_DIR, REPO_ROOT
+from scripts.ports import free_port
 
-REPO = Path(__file__).resolve().parent.parent
-REPO_DATA = REPO / "data" / "mnist"
-FETCH = REPO / "scripts" / "fetch_mnist.py"
+FETCH = REPO_ROOT / "scripts" / "fetch_mnist.py"
 NAMES = list(data.KNOWN_SHA256)
 TRAIN_IMAGES, TRAIN_LABELS = "train-images-idx3-ubyte", "train-labels-idx1-ubyte"
 TEST_IMAGES, TEST_LABELS = "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"
@@ -41,7 +40,7 @@ def _tensorflow_imported():
     # "fails in under a second" timings measure the loader, not TF's import.
     import tensorflow as tf
 
-    tf.io.gfile.exists(str(REPO_DATA))
+    tf.io.gfile.exists(str(MNIST_DIR))
     return tf
 
 
@@ -106,64 +105,62 @@ def tiny(tmp_path: Path) -> tuple[Path, dict]:
 # The real data shipped in the repo
 
 
-@pytest.fixture(scope="session")
-def real() -> data.MnistSplits:
-    return load_mnist(str(REPO_DATA))
+# `mnist` (conftest.py): the bundled copy, loaded once per session.
 
 
-def test_real_shapes_dtypes_and_split_sizes(real: data.MnistSplits) -> None:
+def test_real_shapes_dtypes_and_split_sizes(mnist: data.MnistSplits) -> None:
     expected = {
         "train": data.TRAIN_SIZE, "validation": data.VALIDATION_SIZE, "test": data.TEST_SIZE
     }
     assert (data.TRAIN_SIZE, data.VALIDATION_SIZE, data.TEST_SIZE) == (55_000, 5_000, 10_000)
     for split_name, n in expected.items():
-        split = getattr(real, split_name)
+        split = getattr(mnist, split_name)
         assert len(split) == n
         assert split.images.shape == (n, 28, 28)
         assert split.labels.shape == (n,)
         assert split.images.dtype == np.uint8 and split.labels.dtype == np.uint8
         assert int(split.labels.max()) == 9 and int(split.labels.min()) == 0
     # Real digits, not zeros: MNIST's mean pixel is ~33.
-    assert 30 < real.train.images.mean() < 36
+    assert 30 < mnist.train.images.mean() < 36
 
 
-def test_real_validation_is_last_5000_of_training_file(real: data.MnistSplits) -> None:
-    images = read_idx_images(str(REPO_DATA / (TRAIN_IMAGES + ".gz")))
-    labels = read_idx_labels(str(REPO_DATA / (TRAIN_LABELS + ".gz")))
+def test_real_validation_is_last_5000_of_training_file(mnist: data.MnistSplits) -> None:
+    images = read_idx_images(str(MNIST_DIR / (TRAIN_IMAGES + ".gz")))
+    labels = read_idx_labels(str(MNIST_DIR / (TRAIN_LABELS + ".gz")))
     assert images.shape == (60_000, 28, 28) and labels.shape == (60_000,)
-    np.testing.assert_array_equal(real.validation.images, images[-5000:])
-    np.testing.assert_array_equal(real.validation.labels, labels[-5000:])
-    np.testing.assert_array_equal(real.train.images, images[:55_000])
-    np.testing.assert_array_equal(real.train.labels, labels[:55_000])
+    np.testing.assert_array_equal(mnist.validation.images, images[-5000:])
+    np.testing.assert_array_equal(mnist.validation.labels, labels[-5000:])
+    np.testing.assert_array_equal(mnist.train.images, images[:55_000])
+    np.testing.assert_array_equal(mnist.train.labels, labels[:55_000])
 
 
-def test_real_training_class_counts(real: data.MnistSplits) -> None:
-    all_labels = np.concatenate([real.train.labels, real.validation.labels])
+def test_real_training_class_counts(mnist: data.MnistSplits) -> None:
+    all_labels = np.concatenate([mnist.train.labels, mnist.validation.labels])
     assert np.bincount(all_labels, minlength=10).tolist() == TRAIN_CLASS_COUNTS
 
 
-def test_arrays_are_read_only(real: data.MnistSplits) -> None:
-    for split in (real.train, real.validation, real.test):
+def test_arrays_are_read_only(mnist: data.MnistSplits) -> None:
+    for split in (mnist.train, mnist.validation, mnist.test):
         for arr in (split.images, split.labels):
             assert not arr.flags.writeable
             with pytest.raises(ValueError):
                 arr[0] = 1
     with pytest.raises(dataclasses.FrozenInstanceError):
-        real.train.images = np.zeros(1)  # type: ignore[misc]
+        mnist.train.images = np.zeros(1)  # type: ignore[misc]
 
 
-def test_real_uncompressed_files_load_and_verify(tmp_path: Path, real: data.MnistSplits) -> None:
+def test_real_uncompressed_files_load_and_verify(tmp_path: Path, mnist: data.MnistSplits) -> None:
     for name in NAMES:
-        with gzip.open(REPO_DATA / f"{name}.gz", "rb") as src:
+        with gzip.open(MNIST_DIR / f"{name}.gz", "rb") as src:
             (tmp_path / name).write_bytes(src.read())
     plain = load_mnist(str(tmp_path))  # verify=True: the digests are of the payloads
     for split_name in ("train", "validation", "test"):
-        got, want = getattr(plain, split_name), getattr(real, split_name)
+        got, want = getattr(plain, split_name), getattr(mnist, split_name)
         np.testing.assert_array_equal(got.images, want.images)
         np.testing.assert_array_equal(got.labels, want.labels)
 
 
-def test_real_data_through_tf_gfile_ram_filesystem(real: data.MnistSplits) -> None:
+def test_real_data_through_tf_gfile_ram_filesystem(mnist: data.MnistSplits) -> None:
     # TensorFlow's in-memory ram:// filesystem is a tf.io.gfile path that is not
     # an OS path, standing in for gs://.
     import tensorflow as tf
@@ -176,11 +173,11 @@ def test_real_data_through_tf_gfile_ram_filesystem(real: data.MnistSplits) -> No
     try:
         for name in NAMES:
             with tf.io.gfile.GFile(f"{root}/{name}.gz", "wb") as f:
-                f.write((REPO_DATA / f"{name}.gz").read_bytes())
+                f.write((MNIST_DIR / f"{name}.gz").read_bytes())
         assert not os.path.exists(root)
         loaded = load_mnist(root)
-        np.testing.assert_array_equal(loaded.train.images, real.train.images)
-        np.testing.assert_array_equal(loaded.test.labels, real.test.labels)
+        np.testing.assert_array_equal(loaded.train.images, mnist.train.images)
+        np.testing.assert_array_equal(loaded.test.labels, mnist.test.labels)
         # Errors name the gfile path too.
         tf.io.gfile.remove(f"{root}/{TEST_LABELS}.gz")
         assert_data_error(lambda: load_mnist(root), f"{root}", f"{TEST_LABELS}.gz")
@@ -441,10 +438,7 @@ def serve():
 
 
 def dead_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}/"  # nothing listens there any more
+    return f"http://127.0.0.1:{free_port()}/"  # nothing listens there any more
 
 
 def run_fetch(*args: str) -> subprocess.CompletedProcess:
@@ -463,10 +457,10 @@ def bad_mirror(tmp_path: Path) -> Path:
     """A mirror whose four files are each wrong in a different way."""
     d = tmp_path / "bad-mirror"
     d.mkdir()
-    labels = bytearray(gzip.decompress((REPO_DATA / f"{TRAIN_LABELS}.gz").read_bytes()))
+    labels = bytearray(gzip.decompress((MNIST_DIR / f"{TRAIN_LABELS}.gz").read_bytes()))
     labels[8 + 100] = (labels[8 + 100] + 1) % 10  # valid IDX, wrong checksum
     (d / f"{TRAIN_LABELS}.gz").write_bytes(gzip.compress(bytes(labels)))
-    (d / f"{TEST_LABELS}.gz").write_bytes((REPO_DATA / f"{TEST_LABELS}.gz").read_bytes()[:2000])
+    (d / f"{TEST_LABELS}.gz").write_bytes((MNIST_DIR / f"{TEST_LABELS}.gz").read_bytes()[:2000])
     (d / f"{TEST_IMAGES}.gz").write_bytes(b"<html>not found</html>")
     # TRAIN_IMAGES is absent: 404.
     return d
@@ -499,7 +493,7 @@ def test_fetch_script_imports_no_tensorflow() -> None:
 
 
 def test_fetch_downloads_and_verifies(tmp_path: Path, serve) -> None:
-    url, requests = serve(REPO_DATA)
+    url, requests = serve(MNIST_DIR)
     dest = tmp_path / "dest"
     result = run_fetch("--dest", str(dest), "--mirror", url)
     assert result.returncode == 0, result.stderr
@@ -516,7 +510,7 @@ def test_fetch_downloads_and_verifies(tmp_path: Path, serve) -> None:
 
 def test_fetch_falls_through_a_corrupt_mirror(tmp_path: Path, serve, bad_mirror: Path) -> None:
     bad_url, bad_requests = serve(bad_mirror)
-    good_url, good_requests = serve(REPO_DATA)
+    good_url, good_requests = serve(MNIST_DIR)
     dest = tmp_path / "dest"
     result = run_fetch("--dest", str(dest), "--mirror", bad_url, "--mirror", dead_url(),
                        "--mirror", good_url)
@@ -545,11 +539,11 @@ def test_fetch_all_mirrors_fail(tmp_path: Path, serve, bad_mirror: Path) -> None
 
 
 def test_fetch_replaces_an_invalid_file_and_keeps_valid_ones(tmp_path: Path, serve) -> None:
-    url, requests = serve(REPO_DATA)
+    url, requests = serve(MNIST_DIR)
     dest = tmp_path / "dest"
     dest.mkdir()
     for name in NAMES:
-        shutil.copy(REPO_DATA / f"{name}.gz", dest)
+        shutil.copy(MNIST_DIR / f"{name}.gz", dest)
     (dest / f"{TEST_LABELS}.gz").write_bytes(gzip.compress(b"\x00\x00\x08\x01junk"))
     before = (dest / f"{TRAIN_IMAGES}.gz").stat().st_mtime_ns
     result = run_fetch("--dest", str(dest), "--mirror", url)
@@ -560,12 +554,12 @@ def test_fetch_replaces_an_invalid_file_and_keeps_valid_ones(tmp_path: Path, ser
 
 
 def test_fetch_verify_only(tmp_path: Path) -> None:
-    ok = run_fetch("--dest", str(REPO_DATA), "--verify-only")
+    ok = run_fetch("--dest", str(MNIST_DIR), "--verify-only")
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.count(": OK") == 4
 
     for name in NAMES[1:]:
-        shutil.copy(REPO_DATA / f"{name}.gz", tmp_path)
+        shutil.copy(MNIST_DIR / f"{name}.gz", tmp_path)
     labels = bytearray(gzip.decompress((tmp_path / f"{TRAIN_LABELS}.gz").read_bytes()))
     labels[-1] = (labels[-1] + 1) % 10
     (tmp_path / f"{TRAIN_LABELS}.gz").write_bytes(gzip.compress(bytes(labels)))

@@ -32,8 +32,8 @@ from model.evaluate import (FINAL_METRICS, MAX_READ_ATTEMPTS, STATE_FILE, EvalCo
 from model.networks import build_network
 from tests.conftest import TRAINED_STEPS
 from model.train_state import MovingAverages
+from scripts.paths import REPO_ROOT
 
-REPO = Path(__file__).resolve().parent.parent
 STEPS = list(TRAINED_STEPS)
 FINAL = STEPS[-1]
 EVAL_LOGGER = "model.evaluate"
@@ -658,11 +658,11 @@ def test_model_comes_from_run_config(model_dir, mnist, capsys):
 
 
 def run_evaluate_cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO_ROOT)}
     for name in ("TF_LOGDIR", "MNIST_MODEL"):
         env.pop(name, None)
     return subprocess.run([sys.executable, "-m", "model", "evaluate", "--eval-interval-secs", "0.2",
-                           *args], cwd=REPO, env=env, capture_output=True, text=True,
+                           *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
                           timeout=timeout)
 
 

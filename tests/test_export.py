@@ -22,9 +22,9 @@ import tensorflow as tf
 
 from model.errors import ConfigError
 from model.export import EXPORT_INFO, export, refuse_training_state
+from scripts.paths import REPO_ROOT
 from tests.conftest import TRAINED_STEPS
 
-REPO = Path(__file__).resolve().parent.parent
 FINAL = TRAINED_STEPS[-1]
 
 
@@ -374,9 +374,9 @@ def test_unreadable_checkpoint_state_is_a_config_error(content, model_dir, tmp_p
 
 def run_model(*args: str) -> subprocess.CompletedProcess:
     """`python -m model ARGS` in a real process."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO_ROOT)}
     env.pop("TF_LOGDIR", None)
-    return subprocess.run([sys.executable, "-m", "model", *args], cwd=REPO, env=env,
+    return subprocess.run([sys.executable, "-m", "model", *args], cwd=REPO_ROOT, env=env,
                           capture_output=True, text=True, timeout=180)
 
 

@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import uuid
@@ -25,10 +24,12 @@ import pytest
 
 from model import cli, gcs
 from model.data import KNOWN_SHA256, load_mnist
+from model.atomic_write import write_json_atomically
 from model.errors import ConfigError, DataError
+from scripts.paths import MNIST_DIR, REPO_ROOT
+from scripts.ports import free_port
 
-REPO = Path(__file__).resolve().parent.parent
-MNIST = REPO / "data" / "mnist"
+REPO = REPO_ROOT  # tests/test_lease.py imports it from here
 NAMES = list(KNOWN_SHA256)
 
 
@@ -51,12 +52,6 @@ class RequestLog(logging.Handler):
 
     def downloads(self) -> list[str]:
         return [line for line in self.lines if line.startswith('"GET /download/')]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +100,7 @@ def bucket(client):
 def mnist_uri(bucket) -> str:
     """The bundled MNIST (.gz) uploaded under gs://<bucket>/mnist."""
     for name in NAMES:
-        bucket.blob(f"mnist/{name}.gz").upload_from_filename(str(MNIST / f"{name}.gz"))
+        bucket.blob(f"mnist/{name}.gz").upload_from_filename(str(MNIST_DIR / f"{name}.gz"))
     return f"gs://{bucket.name}/mnist"
 
 
@@ -146,7 +141,7 @@ def test_stage_downloads_verifies_and_loads(client, mnist_uri, cache, requests):
                                          [f"{n}.gz{gcs.SOURCE_SUFFIX}" for n in NAMES])
     assert len(requests.downloads()) == 4
     for name in NAMES:
-        assert (Path(local) / f"{name}.gz").read_bytes() == (MNIST / f"{name}.gz").read_bytes()
+        assert (Path(local) / f"{name}.gz").read_bytes() == (MNIST_DIR / f"{name}.gz").read_bytes()
         source = json.loads((Path(local) / f"{name}.gz{gcs.SOURCE_SUFFIX}").read_text())
         assert source["uri"] == f"{mnist_uri}/{name}.gz" and source["generation"] > 0
     splits = load_mnist(local)
@@ -184,7 +179,7 @@ def test_unverified_cache_is_reused_while_the_generation_holds(client, bucket, m
     assert requests.lines and not requests.downloads(), requests.lines  # metadata only
     # A new generation of one object is fetched again; the others are not.
     bucket.blob("mnist/t10k-labels-idx1-ubyte.gz").upload_from_filename(
-        str(MNIST / "t10k-labels-idx1-ubyte.gz"))
+        str(MNIST_DIR / "t10k-labels-idx1-ubyte.gz"))
     requests.clear()
     gcs.stage_mnist(mnist_uri, str(cache), verify=False, client=client)
     assert len(requests.downloads()) == 1 and "t10k-labels" in requests.downloads()[0]
@@ -200,7 +195,7 @@ def test_corrupt_cached_file_is_fetched_again(client, mnist_uri, cache, requests
     requests.clear()
     gcs.stage_mnist(mnist_uri, str(cache), client=client)
     assert len(requests.downloads()) == 1 and "train-labels" in requests.downloads()[0]
-    assert victim.read_bytes() == (MNIST / victim.name).read_bytes()
+    assert victim.read_bytes() == (MNIST_DIR / victim.name).read_bytes()
 
 
 def test_interrupted_download_is_resumed(client, bucket, mnist_uri, cache, requests):
@@ -212,7 +207,7 @@ def test_interrupted_download_is_resumed(client, bucket, mnist_uri, cache, reque
     local.mkdir(parents=True)
     name = "t10k-images-idx3-ubyte.gz"
     blob = bucket.get_blob(f"mnist/{name}")
-    data = (MNIST / name).read_bytes()
+    data = (MNIST_DIR / name).read_bytes()
     meta = {"generation": int(blob.generation), "size": blob.size, "crc32c": blob.crc32c}
 
     partial = local / (name + gcs.PARTIAL_SUFFIX)
@@ -244,11 +239,11 @@ def test_partial_of_another_generation_is_discarded(client, bucket, mnist_uri, c
     requests.clear()
     gcs.stage_mnist(mnist_uri, str(cache), client=client)
     assert len([d for d in requests.downloads() if name in d]) == 1
-    assert (local / name).read_bytes() == (MNIST / name).read_bytes()
+    assert (local / name).read_bytes() == (MNIST_DIR / name).read_bytes()
 
 
 def test_corrupt_object_fails_verification(client, bucket, mnist_uri, cache):
-    raw = bytearray(gzip.decompress((MNIST / "train-labels-idx1-ubyte.gz").read_bytes()))
+    raw = bytearray(gzip.decompress((MNIST_DIR / "train-labels-idx1-ubyte.gz").read_bytes()))
     raw[5000] = (raw[5000] + 3) % 10
     bucket.blob("mnist/train-labels-idx1-ubyte.gz").upload_from_string(gzip.compress(bytes(raw)))
     with pytest.raises(DataError) as e:
@@ -266,7 +261,8 @@ def test_corrupt_object_fails_verification(client, bucket, mnist_uri, cache):
 
 def test_plain_files_are_staged_too(client, bucket, cache):
     for name in NAMES:
-        bucket.blob(f"raw/{name}").upload_from_string(gzip.decompress((MNIST / f"{name}.gz").read_bytes()))
+        raw = gzip.decompress((MNIST_DIR / f"{name}.gz").read_bytes())
+        bucket.blob(f"raw/{name}").upload_from_string(raw)
     local = gcs.stage_mnist(f"gs://{bucket.name}/raw", str(cache), client=client)
     assert [p for p in staged_files(local) if not p.endswith(gcs.SOURCE_SUFFIX)] == sorted(NAMES)
     assert len(load_mnist(local).test) == 10_000
@@ -312,7 +308,7 @@ def test_cli_trains_from_a_bucket(emulator, mnist_uri, tmp_path):
     """`python -m model train --data-dir gs://...` in a subprocess, against this
     process's emulator: staged, verified, trained on."""
     env = {**os.environ, "STORAGE_EMULATOR_HOST": emulator[0], "TF_CPP_MIN_LOG_LEVEL": "2",
-           "PYTHONPATH": str(REPO)}
+           "PYTHONPATH": str(REPO_ROOT)}
     for key in ("TF_CONFIG", "MNIST_DATA_DIR", "TF_LOGDIR", "TF_MAX_STEPS"):
         env.pop(key, None)
     cache = tmp_path / "cache"
@@ -320,7 +316,7 @@ def test_cli_trains_from_a_bucket(emulator, mnist_uri, tmp_path):
         [sys.executable, "-m", "model", "train", "--model", "mlp", "--max-steps", "5",
          "--steps-per-loop", "5", "--model-dir", str(tmp_path / "model"), "--data-dir", mnist_uri,
          "--data-cache-dir", str(cache)],
-        env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
+        env=env, capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{mnist_uri} staged in {cache}" in result.stdout
     assert (tmp_path / "model" / "ckpt-5.index").exists()
@@ -333,7 +329,7 @@ def no_credentials_env(tmp_path) -> dict:
            if k not in ("STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS", "TF_CONFIG")}
     env.update(HOME=str(tmp_path), CLOUDSDK_CONFIG=str(tmp_path / "gcloud"), NO_GCE_CHECK="true",
                GCE_METADATA_HOST="127.0.0.1:9", GCE_METADATA_IP="127.0.0.1:9",
-               PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
+               PYTHONPATH=str(REPO_ROOT), TF_CPP_MIN_LOG_LEVEL="2")
     return env
 
 
@@ -345,7 +341,7 @@ def test_no_credentials_is_a_config_error(tmp_path, key_file):
     result = subprocess.run(
         [sys.executable, "-m", "model", "train", "--model", "mlp", "--model-dir", str(tmp_path / "m"),
          "--data-dir", "gs://some-bucket/mnist", "--data-cache-dir", str(tmp_path / "c")],
-        env=env, capture_output=True, text=True, timeout=120, cwd=REPO)
+        env=env, capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "error: Cloud Storage: no Google Cloud credentials found" in result.stderr
     assert "GOOGLE_APPLICATION_CREDENTIALS" in result.stderr and "Traceback" not in result.stderr
@@ -356,7 +352,7 @@ def test_no_credentials_is_a_config_error(tmp_path, key_file):
 # ---------------------------------------------------------------- exports
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
+def scored_model_dir(tmp_path_factory) -> Path:
     """Two MLP checkpoints (steps 10 and 20) with different weights, in the
     trainer's own checkpoint format, plus the files the evaluator leaves:
     validation accuracy is better at step 10."""
@@ -376,8 +372,7 @@ def model_dir(tmp_path_factory) -> Path:
         for shadow in state.averages.shadows:
             shadow.assign(rng.normal(0, 0.05, shadow.shape).astype(np.float32))
         manager.save(checkpoint_number=step)
-    checkpointing.write_json_atomic(str(directory / checkpointing.RUN_CONFIG),
-                                    {"model": "mlp", "hparams": {}})
+    write_json_atomically(directory / checkpointing.RUN_CONFIG, {"model": "mlp", "hparams": {}})
     checkpointing.write_complete_marker(str(directory), 20, str(directory / "ckpt-20"))
     eval_dir = directory / "eval"
     eval_dir.mkdir()
@@ -392,23 +387,23 @@ def model_dir(tmp_path_factory) -> Path:
     return directory
 
 
-def load_and_predict(export_dir: str) -> np.ndarray:
+def load_and_predict(export_dir: str, mnist) -> np.ndarray:
     """A SavedModel's probabilities on 20 test images."""
     import tensorflow as tf
 
-    images = load_mnist(str(MNIST)).test.images[:20]
+    images = mnist.test.images[:20]
     loaded = tf.saved_model.load(export_dir)
     return loaded.signatures["predict_pixels"](pixels=tf.constant(images))["probabilities"].numpy()
 
 
 @pytest.fixture(scope="module")
-def reference(model_dir, tmp_path_factory) -> dict[int, np.ndarray]:
+def reference(scored_model_dir, mnist, tmp_path_factory) -> dict[int, np.ndarray]:
     """Predictions of local exports of each checkpoint, by step."""
     from model.export import export
 
     out = tmp_path_factory.mktemp("reference")
-    return {step: load_and_predict(export(str(model_dir), str(out / str(step)),
-                                          checkpoint_path=str(model_dir / f"ckpt-{step}")))
+    return {step: load_and_predict(export(str(scored_model_dir), str(out / str(step)),
+                                          checkpoint_path=str(scored_model_dir / f"ckpt-{step}")), mnist)
             for step in (10, 20)}
 
 
@@ -416,11 +411,11 @@ def object_names(client, bucket) -> list[str]:
     return sorted(b.name for b in client.list_blobs(bucket.name))
 
 
-def test_export_to_gcs_and_read_back(client, bucket, model_dir, reference, tmp_path):
+def test_export_to_gcs_and_read_back(client, bucket, scored_model_dir, reference, mnist, tmp_path):
     from model.export import export
 
     dest = f"gs://{bucket.name}/models/mnist/1"
-    assert export(str(model_dir), dest) == dest
+    assert export(str(scored_model_dir), dest) == dest
     names = object_names(client, bucket)
     assert f"models/mnist/1/{gcs.EXPORT_MARKER}" in names
     assert "models/mnist/1/saved_model.pb" in names
@@ -428,25 +423,25 @@ def test_export_to_gcs_and_read_back(client, bucket, model_dir, reference, tmp_p
     marker, _ = gcs.read_marker(dest, client)
     assert sorted(marker["files"]) == sorted(n[len("models/mnist/1/"):] for n in names
                                              if not n.endswith(gcs.EXPORT_MARKER))
-    assert marker["model_dir"] == str(model_dir)
+    assert marker["model_dir"] == str(scored_model_dir)
 
     copy = gcs.download_export(dest, str(tmp_path / "copy"), client)
-    probabilities = load_and_predict(copy)
+    probabilities = load_and_predict(copy, mnist)
     np.testing.assert_array_equal(probabilities, reference[20])  # the newest checkpoint, exactly
     assert not np.array_equal(reference[10], reference[20])
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
 
 
-def test_export_refuses_to_overwrite_unless_asked(client, bucket, model_dir):
+def test_export_refuses_to_overwrite_unless_asked(client, bucket, scored_model_dir):
     from model.export import export
 
     dest = f"gs://{bucket.name}/serving"
-    export(str(model_dir), dest, checkpoint_path=str(model_dir / "ckpt-10"))
+    export(str(scored_model_dir), dest, checkpoint_path=str(scored_model_dir / "ckpt-10"))
     bucket.blob("serving/stale-file-from-an-older-export").upload_from_string(b"x")
     with pytest.raises(ConfigError, match="already exists; pass --overwrite"):
-        export(str(model_dir), dest)
+        export(str(scored_model_dir), dest)
     first, first_generation = gcs.read_marker(dest, client)
-    export(str(model_dir), dest, overwrite=True)
+    export(str(scored_model_dir), dest, overwrite=True)
     second, second_generation = gcs.read_marker(dest, client)
     assert second_generation != first_generation and second["checkpoint"] == "newest"
     assert first["checkpoint"].endswith("ckpt-10")
@@ -456,7 +451,7 @@ def test_export_refuses_to_overwrite_unless_asked(client, bucket, model_dir):
                                              if not n.endswith(gcs.EXPORT_MARKER))
 
 
-def test_overwrite_refuses_a_prefix_that_is_not_an_export(client, bucket, model_dir):
+def test_overwrite_refuses_a_prefix_that_is_not_an_export(client, bucket, scored_model_dir):
     """`--overwrite` replaces a previous export only: a prefix holding something
     else (here a model directory's files) is refused, naming them, untouched."""
     from model.export import export
@@ -465,18 +460,18 @@ def test_overwrite_refuses_a_prefix_that_is_not_an_export(client, bucket, model_
         bucket.blob(f"not-an-export/{name}").upload_from_string(b"x")
     before = object_names(client, bucket)
     with pytest.raises(ConfigError, match="not a previous export") as excinfo:
-        export(str(model_dir), f"gs://{bucket.name}/not-an-export", overwrite=True)
+        export(str(scored_model_dir), f"gs://{bucket.name}/not-an-export", overwrite=True)
     assert "checkpoint, ckpt-10.index, run_config.json" in str(excinfo.value)
     assert object_names(client, bucket) == before
 
 
-def test_gcs_export_records_the_model_and_its_step(client, bucket, model_dir, tmp_path):
+def test_gcs_export_records_the_model_and_its_step(client, bucket, scored_model_dir, tmp_path):
     import tensorflow as tf
 
     from model.export import EXPORT_INFO, export
 
     dest = f"gs://{bucket.name}/with-metadata"
-    export(str(model_dir), dest, checkpoint_path=str(model_dir / "ckpt-10"))
+    export(str(scored_model_dir), dest, checkpoint_path=str(scored_model_dir / "ckpt-10"))
     marker, _ = gcs.read_marker(dest, client)
     assert marker["model"] == "mlp" and marker["trained_steps"] == 10
     copy = Path(gcs.download_export(dest, str(tmp_path / "copy"), client))
@@ -485,7 +480,7 @@ def test_gcs_export_records_the_model_and_its_step(client, bucket, model_dir, tm
     assert loaded.trained_steps.numpy() == 10 and loaded.model_name.numpy() == b"mlp"
 
 
-def test_failed_upload_leaves_the_previous_export(client, bucket, model_dir, tmp_path):
+def test_failed_upload_leaves_the_previous_export(client, bucket, tmp_path):
     """Phase 1 fails half-way (an unreadable file): the destination still holds
     the previous complete export and no temporary objects remain."""
     dest = f"gs://{bucket.name}/atomic"
@@ -512,30 +507,31 @@ def test_reader_refuses_an_unpublished_prefix(client, bucket, tmp_path):
         gcs.download_export(f"gs://{bucket.name}/half", str(tmp_path / "x"), client)
 
 
-def test_export_to_a_missing_bucket(client, model_dir):
+def test_export_to_a_missing_bucket(client, scored_model_dir):
     from model.export import export
 
     with pytest.raises(ConfigError, match="does not exist"):
-        export(str(model_dir), "gs://no-such-bucket-here/x")
+        export(str(scored_model_dir), "gs://no-such-bucket-here/x")
 
 
-def test_evaluator_exports_its_best_checkpoint(client, bucket, model_dir, reference, tmp_path, capsys):
+def test_evaluator_exports_its_best_checkpoint(client, bucket, scored_model_dir, reference, mnist, tmp_path,
+                                               capsys):
     """`evaluate --export-best-to gs://...` after training ended: the best
     validation accuracy (step 10) is published; once that checkpoint is gone
     the next best (step 20) replaces it."""
     work = tmp_path / "model"
-    shutil.copytree(model_dir, work)
+    shutil.copytree(scored_model_dir, work)
     for path in (work / "eval" / "eval_state.json",):  # checkpoints recorded at their new place
-        path.write_text(path.read_text().replace(str(model_dir), str(work)))
+        path.write_text(path.read_text().replace(str(scored_model_dir), str(work)))
     dest = f"gs://{bucket.name}/best"
     args = ["evaluate", "--model-dir", str(work), "--model", "mlp", "--export-best-to", dest]
     assert cli.main(args) == 0, capsys.readouterr()
-    first = load_and_predict(gcs.download_export(dest, str(tmp_path / "first"), client))
+    first = load_and_predict(gcs.download_export(dest, str(tmp_path / "first"), client), mnist)
     np.testing.assert_array_equal(first, reference[10])
     for f in work.glob("ckpt-10.*"):
         f.unlink()
     assert cli.main(args) == 0, capsys.readouterr()
-    second = load_and_predict(gcs.download_export(dest, str(tmp_path / "second"), client))
+    second = load_and_predict(gcs.download_export(dest, str(tmp_path / "second"), client), mnist)
     np.testing.assert_array_equal(second, reference[20])
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from model.gradient_exchange import ExchangePlan, factors_worth_it, plan_exchange
 from model.networks import LeNet5, MLP
+from scripts.paths import REPO_ROOT
 
 
 @pytest.fixture(scope="module")
@@ -104,12 +105,12 @@ def test_recording_dense_layers_sees_each_layer_once_and_leaves_no_trace(lenet):
     ("mlp:2:factors:bfloat16", 2e-2),
     ("lenet5:2:auto:float32:bfloat16", 1e-2),  # bfloat16 layers, float32 factors
 ])
-def test_exchanged_gradients_are_the_global_batch_gradient(repo_root, case, tolerance):
+def test_exchanged_gradients_are_the_global_batch_gradient(case, tolerance):
     """MirroredStrategy over logical CPUs runs the same collectives (all-reduce,
     all-gather) in one process; the multi-process version is in
     tests/test_multiworker.py (identical weights on every worker)."""
     run = subprocess.run([sys.executable, "-m", "tests.gradient_exchange_check", *case.split(":")],
-                         cwd=repo_root, capture_output=True, text=True, timeout=300)
+                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(run.stdout.strip().splitlines()[-1])
     model, replicas, mode = case.split(":")[:3]

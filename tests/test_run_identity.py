@@ -148,13 +148,6 @@ def test_the_identity_on_gcs(client, bucket):  # noqa: F811
 
 # ---------------------------------------------------------------- training in process
 
-@pytest.fixture(scope="module")
-def datasets():
-    from model.data import load_mnist
-
-    return load_mnist("data/mnist")
-
-
 def train_config(model_dir, max_steps, **changes):
     from model.train import TrainConfig
 
@@ -180,10 +173,10 @@ def snapshot(directory) -> dict:
             for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
-def test_more_steps_extend_the_run_with_one_info_line_and_no_warning(model_dir, datasets, caplog):
+def test_more_steps_extend_the_run_with_one_info_line_and_no_warning(model_dir, mnist, caplog):
     caplog.set_level(logging.INFO)
     run_config = (model_dir / run_identity.RUN_CONFIG).read_bytes()
-    result = train(model_dir, datasets, 40)
+    result = train(model_dir, mnist, 40)
     assert (result.start_step, result.final_step) == (30, 40)
     match = log_lines.RUN_RESUMING.search(messages(caplog))
     assert match and match["from_step"] == "30" and match["max_steps"] == "40", messages(caplog)
@@ -194,10 +187,10 @@ def test_more_steps_extend_the_run_with_one_info_line_and_no_warning(model_dir, 
 
 
 def test_a_run_already_complete_at_its_max_steps_trains_nothing_and_writes_nothing(
-        model_dir, datasets, caplog):
+        model_dir, mnist, caplog):
     caplog.set_level(logging.INFO)
     before = snapshot(model_dir)
-    result = train(model_dir, datasets, 30)
+    result = train(model_dir, mnist, 30)
     assert (result.start_step, result.final_step) == (30, 30)
     lines = messages(caplog)
     match = log_lines.ALREADY_COMPLETE.search(lines)
@@ -206,9 +199,9 @@ def test_a_run_already_complete_at_its_max_steps_trains_nothing_and_writes_nothi
     assert snapshot(model_dir) == before
 
 
-def test_fewer_steps_than_done_is_complete_too(model_dir, datasets, caplog):
+def test_fewer_steps_than_done_is_complete_too(model_dir, mnist, caplog):
     caplog.set_level(logging.INFO)
-    assert train(model_dir, datasets, 20).final_step == 30
+    assert train(model_dir, mnist, 20).final_step == 30
     assert log_lines.ALREADY_COMPLETE.search(messages(caplog))["step"] == "30"
 
 
@@ -216,10 +209,10 @@ def test_fewer_steps_than_done_is_complete_too(model_dir, datasets, caplog):
     ({"batch_size": 50}, "hparams.batch_size: 100 → 50"),
     ({"seed": 3}, "hparams.seed: 0 → 3"),
 ])
-def test_a_resume_that_would_change_the_math_is_refused(model_dir, datasets, change, difference):
+def test_a_resume_that_would_change_the_math_is_refused(model_dir, mnist, change, difference):
     before = snapshot(model_dir)
     with pytest.raises(run_identity.RunMismatch, match=difference):
-        train(model_dir, datasets, 40, **change)
+        train(model_dir, mnist, 40, **change)
     assert snapshot(model_dir) == before
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -11,96 +10,71 @@ import pytest
 import tensorflow as tf
 
 from model import checkpointing
-from model.config import preset
-from model.data import load_mnist
 from model.errors import CheckpointError, ConfigError
-from model.train import TrainConfig, train
+from model.train import train
+from tests.conftest import short_run_config
+
+# `model_dir` (conftest.py): this test's copy of the session's 30-step MLP run, checkpoints 10, 20, 30.
 
 
-@pytest.fixture(scope="module")
-def datasets():
-    return load_mnist("data/mnist")
+def resume(model_dir, mnist, max_steps=40):
+    return train(short_run_config(model_dir, max_steps), strategy=tf.distribute.get_strategy(),
+                 datasets=mnist)
 
 
-def config(model_dir, max_steps, model="mlp"):
-    return TrainConfig(model=model, model_dir=str(model_dir),
-                       hparams=dataclasses.replace(preset("default", model), max_steps=max_steps),
-                       save_checkpoints_steps=10, log_every_steps=10, save_summaries_steps=10,
-                       steps_per_loop=10)
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, datasets):
-    model_dir = tmp_path_factory.mktemp("trained") / "model"
-    result = train(config(model_dir, 30), strategy=tf.distribute.get_strategy(), datasets=datasets)
-    assert result.final_step == 30
-    return model_dir
-
-
-@pytest.fixture
-def model_dir(trained, tmp_path):
-    copy = tmp_path / "model"
-    shutil.copytree(trained, copy)
-    return copy
-
-
-def resume(model_dir, datasets, max_steps=40):
-    return train(config(model_dir, max_steps), strategy=tf.distribute.get_strategy(), datasets=datasets)
-
-
-def test_resume_continues_from_the_newest_checkpoint(model_dir, datasets):
-    result = resume(model_dir, datasets)
+def test_resume_continues_from_the_newest_checkpoint(model_dir, mnist):
+    result = resume(model_dir, mnist)
     assert (result.start_step, result.final_step) == (30, 40)
     assert checkpointing.read_complete_marker(str(model_dir)) == 40
 
 
 @pytest.mark.parametrize("content", [b"", b"\x00\xff garbage \x13", b"model_checkpoint_path: {"])
-def test_unreadable_state_file_falls_back_to_the_checkpoint_files(model_dir, datasets, content):
+def test_unreadable_state_file_falls_back_to_the_checkpoint_files(model_dir, mnist, content):
     (model_dir / "checkpoint").write_bytes(content)
-    assert resume(model_dir, datasets).start_step == 30
+    assert resume(model_dir, mnist).start_step == 30
 
 
-def test_damaged_newest_checkpoint_falls_back_to_the_one_before(model_dir, datasets, caplog):
+def test_damaged_newest_checkpoint_falls_back_to_the_one_before(model_dir, mnist, caplog):
     data = next(model_dir.glob("ckpt-30.data-*"))
     data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
-    result = resume(model_dir, datasets)
+    result = resume(model_dir, mnist)
     assert result.start_step == 20
     assert "cannot restore" in caplog.text and "ckpt-30" in caplog.text
 
 
-def test_no_readable_checkpoint_is_an_error_not_a_silent_restart(model_dir, datasets):
+def test_no_readable_checkpoint_is_an_error_not_a_silent_restart(model_dir, mnist):
     for index in model_dir.glob("ckpt-*.index"):
         index.write_bytes(b"")
     before = {p.name: p.read_bytes() for p in model_dir.glob("ckpt-*")}
     with pytest.raises(CheckpointError, match="none of the checkpoints"):
-        resume(model_dir, datasets)
+        resume(model_dir, mnist)
     assert {p.name: p.read_bytes() for p in model_dir.glob("ckpt-*")} == before
 
 
-def test_resuming_with_another_network_is_refused(model_dir, datasets):
+def test_resuming_with_another_network_is_refused(model_dir, mnist):
     with pytest.raises(ConfigError, match="holds another run .* model: mlp → lenet5"):
-        train(config(model_dir, 40, model="lenet5"), strategy=tf.distribute.get_strategy(),
-              datasets=datasets)
+        train(short_run_config(model_dir, 40, model="lenet5"), strategy=tf.distribute.get_strategy(),
+              datasets=mnist)
 
 
 # --- compute dtype: the checkpoint is float32 either way ------------------------------------
 
-def test_a_float32_run_resumes_in_bfloat16_compute(model_dir, datasets):
-    cfg = dataclasses.replace(config(model_dir, 40), compute_dtype="bfloat16")
-    result = train(cfg, strategy=tf.distribute.get_strategy(), datasets=datasets)
+def test_a_float32_run_resumes_in_bfloat16_compute(model_dir, mnist):
+    cfg = dataclasses.replace(short_run_config(model_dir, 40), compute_dtype="bfloat16")
+    result = train(cfg, strategy=tf.distribute.get_strategy(), datasets=mnist)
     assert (result.start_step, result.final_step) == (30, 40)
 
 
-def test_bfloat16_training_learns_and_scores_in_float32(tmp_path, datasets):
+def test_bfloat16_training_learns_and_scores_in_float32(tmp_path, mnist):
     from model.evaluate import CheckpointScorer
     from model.input_pipeline import eval_dataset
 
-    cfg = dataclasses.replace(config(tmp_path / "model", 200), compute_dtype="bfloat16",
+    cfg = dataclasses.replace(short_run_config(tmp_path / "model", 200), compute_dtype="bfloat16",
                               save_checkpoints_steps=200)
-    train(cfg, strategy=tf.distribute.get_strategy(), datasets=datasets)
+    train(cfg, strategy=tf.distribute.get_strategy(), datasets=mnist)
     scorer = CheckpointScorer("mlp")
     assert scorer.restore(checkpointing.list_checkpoints(str(tmp_path / "model"))[-1]) == 200
-    averaged, raw = scorer.accuracy(eval_dataset(datasets.validation, 500), len(datasets.validation))
+    averaged, raw = scorer.accuracy(eval_dataset(mnist.validation, 500), len(mnist.validation))
     assert raw > 0.9 and averaged > 0.9, (raw, averaged)
 
 
@@ -110,7 +84,7 @@ def test_bfloat16_training_learns_and_scores_in_float32(tmp_path, datasets):
      "gradient-exchange must be one of auto, all-reduce, factors, got 'ring'"),
 ])
 def test_unknown_choices_are_config_errors(tmp_path, field, value, message):
-    cfg = dataclasses.replace(config(tmp_path / "model", 10), **{field: value})
+    cfg = dataclasses.replace(short_run_config(tmp_path / "model", 10), **{field: value})
     with pytest.raises(ConfigError, match=message):
         cfg.validate()
 
@@ -120,7 +94,7 @@ def test_unknown_choices_are_config_errors(tmp_path, field, value, message):
 TEMP_PART = "part-00000-of-00001.data-00000-of-00001.tempstate8151906581"
 
 
-def test_the_chief_removes_what_a_failed_save_left_and_nothing_else(model_dir, datasets):
+def test_the_chief_removes_what_a_failed_save_left_and_nothing_else(model_dir, mnist):
     failed = model_dir / "ckpt-40_temp"
     failed.mkdir()
     (failed / TEMP_PART).write_bytes(b"\0" * 1000)
@@ -128,7 +102,7 @@ def test_the_chief_removes_what_a_failed_save_left_and_nothing_else(model_dir, d
     foreign = model_dir / "ckpt-41_temp"  # holds a file no save writes: not ours to delete
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me\n")
-    resume(model_dir, datasets)
+    resume(model_dir, mnist)
     assert not failed.exists()
     assert (foreign / "notes.txt").read_text() == "keep me\n"
 
@@ -156,27 +130,27 @@ def test_a_worker_removes_the_temporary_directory_its_killed_predecessor_left(tm
 
 # --- a completed run whose final checkpoint is damaged --------------------------------------
 
-def test_a_damaged_final_checkpoint_of_a_finished_run_is_trained_again_exactly(model_dir, datasets):
+def test_a_damaged_final_checkpoint_of_a_finished_run_is_trained_again_exactly(model_dir, mnist):
     """The data order is a function of the step: the final checkpoint is rebuilt bit for bit."""
-    final_weights = resume(model_dir, datasets, max_steps=40).weights_sha256
+    final_weights = resume(model_dir, mnist, max_steps=40).weights_sha256
     data = next(model_dir.glob("ckpt-40.data-*"))
     data.write_bytes(data.read_bytes()[:100])
-    result = resume(model_dir, datasets, max_steps=40)
+    result = resume(model_dir, mnist, max_steps=40)
     assert (result.start_step, result.final_step) == (30, 40)
     assert result.weights_sha256 == final_weights
     assert checkpointing.read_complete_marker(str(model_dir)) == 40
 
 
-def test_a_finished_run_with_no_readable_checkpoint_is_refused(model_dir, datasets):
+def test_a_finished_run_with_no_readable_checkpoint_is_refused(model_dir, mnist):
     for data in model_dir.glob("ckpt-*.data-*"):
         data.write_bytes(b"")
     with pytest.raises(CheckpointError, match="none of the checkpoints"):
-        resume(model_dir, datasets, max_steps=30)
+        resume(model_dir, mnist, max_steps=30)
 
 
 # --- stopping ---------------------------------------------------------------------------------
 
-def test_a_stop_agreed_at_a_loop_call_runs_no_further_step(model_dir, datasets):
+def test_a_stop_agreed_at_a_loop_call_runs_no_further_step(model_dir, mnist):
     """The stop flag is agreed at the start of a loop call; that call runs no step,
     so a signal is acted on where the call in progress ends (here: at once)."""
     import threading
@@ -186,7 +160,7 @@ def test_a_stop_agreed_at_a_loop_call_runs_no_further_step(model_dir, datasets):
     stop = threading.Event()
     stop.set()
     with pytest.raises(Preempted) as raised:
-        train(config(model_dir, 40), strategy=tf.distribute.get_strategy(), datasets=datasets,
+        train(short_run_config(model_dir, 40), strategy=tf.distribute.get_strategy(), datasets=mnist,
               stop_event=stop)
     assert raised.value.step == 30
     assert sorted(p.name for p in model_dir.glob("ckpt-*.index"))[-1] == "ckpt-30.index"

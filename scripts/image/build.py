@@ -36,8 +36,8 @@ import time
 from pathlib import Path
 
 from scripts.image import base, podman
+from scripts.paths import REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[2]
 DEFAULT_TAG = "localhost/mnist-train:0.1.0-cpu"
 PIP_KEYS = {"index-url": "PIP_INDEX_URL", "extra-index-url": "PIP_EXTRA_INDEX_URL",
             "find-links": "PIP_FIND_LINKS", "trusted-host": "PIP_TRUSTED_HOST",
@@ -116,7 +116,7 @@ def _redact(value: str) -> str:
 
 def build_image(tag: str = DEFAULT_TAG, *, tf_extra: str = "cpu", base_image: str | None = None,
                 no_cache: bool = False, local_indexes: bool = True, log_file: Path | None = None,
-                context: Path = REPO, target: str | None = None, timeout: float = 3600,
+                context: Path = REPO_ROOT, target: str | None = None, timeout: float = 3600,
                 log=print) -> float:
     """podman build of context/Dockerfile; returns the build's wall time in seconds.
 

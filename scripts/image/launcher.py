@@ -58,7 +58,6 @@ import signal
 import socket
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 from scripts.image import podman
@@ -405,12 +404,3 @@ def cleanup_stale() -> list[str]:
     for run_id in stale:
         remove_run(run_id)
     return stale
-
-
-def wait_until(predicate, timeout: float, interval: float = 0.5) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()

@@ -35,7 +35,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -43,6 +42,7 @@ from pathlib import Path
 from scripts.local_runner import netns
 from scripts.local_runner.launcher import Endpoint, Launcher, LauncherError, PodHandle
 from scripts.local_runner.manifest import NetworkSlot, Pod
+from scripts.ports import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHIM = Path(__file__).resolve().with_name("podshim.py")
@@ -62,12 +62,6 @@ def image_env(python: str) -> dict[str, str]:
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "LANG": "C.UTF-8",
     }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def under(path: str, prefix: str) -> bool:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-CHART_DIR = REPO_ROOT / "charts" / "mnist-train"
+from scripts.paths import CHART_DIR, REPO_ROOT, TOOLS_BIN
+
 DEFAULT_RELEASE = "mnist-train"
 DEFAULT_NAMESPACE = "mnist-train"
 
@@ -37,7 +37,7 @@ def find_helm() -> str | None:
     """env HELM, else .tools/bin/helm (bash scripts/install_k8s_tools.sh), else PATH."""
     if os.environ.get("HELM"):
         return os.environ["HELM"]
-    local = REPO_ROOT / ".tools" / "bin" / "helm"
+    local = TOOLS_BIN / "helm"
     if os.access(local, os.X_OK):
         return str(local)
     return shutil.which("helm")

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
-import json
 import shutil
 import signal
 import time
@@ -52,6 +51,7 @@ import urllib.request
 from pathlib import Path
 from typing import Protocol
 
+from model.atomic_write import write_json_atomically
 from scripts.local_runner import faults as faults_mod
 from scripts.local_runner.controllers import CONTROLLERS, PASSIVE_KINDS, PodRecord, Workload
 from scripts.local_runner.launcher import Launcher, LauncherError
@@ -521,7 +521,7 @@ class Runner:
                 w.finished_wall = self.wall_time(w.finished_at)
         data = self.report.summary(self)
         try:
-            (self.run_dir / "summary.json").write_text(json.dumps(data, indent=1, sort_keys=True))
+            write_json_atomically(self.run_dir / "summary.json", data, indent=1)
         except OSError as e:
             self.event(f"warning: cannot write summary.json: {e}")
         for line in self.report.summary_lines(self, data):

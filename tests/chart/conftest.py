@@ -19,13 +19,11 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from scripts.paths import CHART_DIR, K8S_DIR, REPO_ROOT, TOOLS_BIN  # noqa: F401 (K8S_DIR re-exported)
 from tests.requirements import in_ci, unavailable  # noqa: F401 (in_ci: for the chart tests)
 import yaml
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
-CHART_DIR = REPO_ROOT / "charts" / "mnist-train"
 CI_DIR = CHART_DIR / "ci"
-K8S_DIR = REPO_ROOT / "k8s"
 # shared/ lies beside the clone, here and in CI.
 CRD_DIR = REPO_ROOT.parent / "shared" / "schemas" / "crds"
 TOOLS_VENV_BIN = pathlib.Path(os.environ.get("TOOLS_VENV", REPO_ROOT / ".venv-tools")) / "bin"
@@ -55,7 +53,7 @@ def find_tool(name: str, env: str | None = None, local: pathlib.Path | None = No
 
 @pytest.fixture(scope="session")
 def helm() -> str:
-    path = find_tool("helm", "HELM", REPO_ROOT / ".tools" / "bin" / "helm")
+    path = find_tool("helm", "HELM", TOOLS_BIN / "helm")
     if not path:
         missing_tool("helm not found (env HELM, .tools/bin/helm or PATH)")
     return path
@@ -63,7 +61,7 @@ def helm() -> str:
 
 @pytest.fixture(scope="session")
 def kubectl() -> str:
-    path = find_tool("kubectl", "KUBECTL", REPO_ROOT / ".tools" / "bin" / "kubectl")
+    path = find_tool("kubectl", "KUBECTL", TOOLS_BIN / "kubectl")
     if not path:
         missing_tool("kubectl not found (env KUBECTL, .tools/bin/kubectl or PATH)")
     return path

@@ -9,7 +9,9 @@ import time
 
 import pytest
 
-from .conftest import REPO_ROOT, in_ci
+from scripts.paths import REPO_ROOT, TOOLS_BIN
+
+from .conftest import in_ci
 
 SCRIPT = REPO_ROOT / "scripts" / "install_k8s_tools.sh"
 
@@ -32,7 +34,7 @@ def test_installed_binaries_match_pins():
     p = pins()
     found = False
     for name, key in (("helm", "HELM_SHA256"), ("kubectl", "KUBECTL_SHA256")):
-        path = REPO_ROOT / ".tools" / "bin" / name
+        path = TOOLS_BIN / name
         if path.exists():
             found = True
             assert hashlib.sha256(path.read_bytes()).hexdigest() == p[key], path

@@ -8,6 +8,7 @@ import copy
 import json
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -130,7 +131,7 @@ def test_kubernetes_validate_is_strict(default_render, kubernetes_validate, tmp_
 
 
 def run_crd_validate(tools_python, crd_dir, files) -> tuple[int, dict]:
-    script = CHART_DIR.parents[1] / "tests" / "chart" / "crd_validate.py"
+    script = Path(__file__).with_name("crd_validate.py")
     result = subprocess.run([tools_python, str(script), str(crd_dir), *map(str, files)],
                             check=False, capture_output=True, text=True)
     assert result.stdout.strip(), result.stderr

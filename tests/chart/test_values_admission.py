@@ -23,7 +23,6 @@ from .manifests import all_pods, containers
 SCHEMA = json.loads((CHART_DIR / "values.schema.json").read_text())
 VALUES = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
 DEFINITIONS = SCHEMA.get("definitions", {})  # .get: so that the tests run (and fail) on a schema without them
-IMAGE = {"image": {"repository": "ghcr.io/example/mnist-train"}}
 LONG = "a" * 64
 
 

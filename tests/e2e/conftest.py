@@ -19,11 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from scripts.paths import REPO_ROOT  # noqa: F401 (re-exported)
 from tests.requirements import in_ci, unavailable  # noqa: F401 (re-exported)
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
 
 from scripts.local_runner import netns  # noqa: E402
 from scripts.local_runner.render import find_helm  # noqa: E402

@@ -17,19 +17,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from tests.requirements import in_ci, unavailable  # noqa: F401 (re-exported)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from scripts.image import podman  # noqa: E402
+from scripts.image import podman
 
 TEST_IMAGE = "localhost/mnist-train:image-test"
 CACHE_ANCHOR = "localhost/mnist-train-cache:runtime-cpu"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from scripts.image import build, podman
-from tests.image.conftest import REPO_ROOT
+from scripts.paths import REPO_ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.image]
 

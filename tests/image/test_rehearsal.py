@@ -23,7 +23,8 @@ import pytest
 
 from scripts.image import podman
 from scripts.image.launcher import RUN_LABEL, PodmanLauncher
-from tests.image.conftest import REPO_ROOT, TEST_IMAGE
+from scripts.paths import REPO_ROOT
+from tests.image.conftest import TEST_IMAGE
 
 pytestmark = [pytest.mark.slow, pytest.mark.image]
 
