@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from model import layout
-from tests.conftest import REPO_ROOT
+from scripts.paths import REPO_ROOT
 
 
 def test_importing_layout_does_not_import_tensorflow():

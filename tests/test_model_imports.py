@@ -11,7 +11,7 @@ import ast
 import subprocess
 import sys
 
-from tests.conftest import REPO_ROOT
+from scripts.paths import REPO_ROOT
 
 MODEL = REPO_ROOT / "model"
 

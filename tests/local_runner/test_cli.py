@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.e2e.conftest import REPO_ROOT
+from scripts.paths import REPO_ROOT
 
 
 def test_help_documents_the_runner():

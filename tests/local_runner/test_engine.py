@@ -15,7 +15,8 @@ import pytest
 from scripts.local_runner.controllers import CONTROLLERS
 from scripts.local_runner.render import find_helm
 from scripts.local_runner.runner import RunOptions, consumers_of
-from tests.e2e.conftest import REPO_ROOT, runner_prerequisites, unavailable
+from scripts.paths import REPO_ROOT
+from tests.e2e.conftest import runner_prerequisites, unavailable
 from tests.local_runner.fakes import FakeCluster, ScriptedLauncher, job_doc, name, run
 
 

@@ -19,7 +19,8 @@ from scripts.local_runner.controllers import headless_dns_names
 from scripts.local_runner.manifest import NetworkSlot, PodBuilder, PodRequest
 from scripts.local_runner.process_launcher import (ProcessLauncher, image_env, rewrite_listen_args,
                                                    translate)
-from tests.e2e.conftest import REPO_ROOT, runner_prerequisites, unavailable
+from scripts.paths import REPO_ROOT
+from tests.e2e.conftest import runner_prerequisites, unavailable
 from tests.local_runner.fakes import one
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from scripts.local_runner.runner import RunOptions
 from scripts.local_runner.upgrade import existing_objects, plan_upgrade
-from tests.e2e.conftest import REPO_ROOT
+from scripts.paths import REPO_ROOT
 from tests.local_runner.fakes import ScriptedLauncher, job_doc, one, run
 
 

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from mnistctl import cli
-from tests.conftest import REPO_ROOT
+from scripts.paths import REPO_ROOT
 from tests.test_model_imports import imports
 
 PACKAGE = REPO_ROOT / "mnistctl"

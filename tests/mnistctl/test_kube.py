@@ -7,6 +7,7 @@ import pytest
 
 from mnistctl import cli, kube
 from mnistctl.exit_codes import OpsError
+from scripts.ports import free_port
 
 
 KUBECONFIG = """\
@@ -39,11 +40,7 @@ def test_kubeconfig_namespace_and_context(tmp_path):
 
 
 def test_unreachable_api_is_a_clear_error(tmp_path, capsys):
-    import socket
-
-    with socket.socket() as s:  # a loopback port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # a loopback port nobody listens on
     path = tmp_path / "config"
     path.write_text(KUBECONFIG % port)
     code = cli.main(["status", "--kubeconfig", str(path)])
