@@ -14,7 +14,10 @@ gives them for both kinds of model directory:
   holds an exclusive `flock` on `<dir>/.lock` (NFSv4 forwards it to the
   server) and is written to a temporary file then renamed into place
   (model/atomic_write.py), so readers need no lock and never see half a
-  file. The "generation" is the SHA-256 of the file's bytes.
+  file. The "generation" is the file's inode, modification time (ns) and
+  the SHA-256 of its bytes: a content hash alone would let a replace that
+  wrote the same bytes go unnoticed, and a second writer holding the old
+  generation would win too (compare-and-swap's ABA problem).
 
 `GuardedJson(path)` picks the right one. Generations are opaque: compare them,
 do not interpret them. No TensorFlow here.
@@ -82,28 +85,32 @@ class _LocalJson:
         return ConfigError(f"cannot {what} the model directory {self.directory}: {error.strerror} "
                            f"({error.filename}); give a directory this process can write")
 
-    def _read_bytes(self) -> bytes | None:
+    def _read_bytes(self) -> tuple[bytes, str] | None:
+        """The file's bytes and its generation, both from one open file."""
         try:
             with open(self.path, "rb") as f:
-                return f.read()
+                data, stat = f.read(), os.fstat(f.fileno())
         except FileNotFoundError:
             return None
         except OSError as e:
             raise self._unusable(e, "read") from None
+        return data, f"{stat.st_ino}-{stat.st_mtime_ns}-{hashlib.sha256(data).hexdigest()}"
 
     def read(self) -> tuple[dict, str] | None:
-        data = self._read_bytes()
-        if data is None:
+        found = self._read_bytes()
+        if found is None:
             return None
-        return _decode(data, self.path), hashlib.sha256(data).hexdigest()
+        data, generation = found
+        return _decode(data, self.path), generation
 
     def _write(self, data: bytes) -> str:
         write_atomically(self.path, data)
-        return hashlib.sha256(data).hexdigest()
+        # Under the lock: nobody else can have replaced it since.
+        return self._read_bytes()[1]
 
     def _unchanged(self, generation: str) -> bool:
-        data = self._read_bytes()
-        return data is not None and hashlib.sha256(data).hexdigest() == generation
+        found = self._read_bytes()
+        return found is not None and found[1] == generation
 
     def create(self, payload: dict) -> str | None:
         with self._locked():

@@ -107,6 +107,17 @@ def test_only_one_of_many_concurrent_creators_or_replacers_wins(tmp_path):
     assert sum(r is not None for r in results) == 1
 
 
+def test_a_stale_generation_loses_even_when_the_bytes_are_the_same(tmp_path):
+    """A replace that rewrote identical bytes still changes the generation, so a second
+    writer holding the old one loses (with a content hash alone both won: ABA)."""
+    store = GuardedJson(str(tmp_path / "f.json"))
+    first = store.create({"winner": 0})
+    assert first is not None
+    assert store.replace({"winner": 0}, first) is not None
+    assert store.replace({"winner": 1}, first) is None
+    assert store.read()[0] == {"winner": 0}
+
+
 def test_a_damaged_file_is_a_config_error_naming_it(tmp_path):
     (tmp_path / "f.json").write_text("{ not json")
     with pytest.raises(ConfigError, match=r"f\.json is not valid JSON"):
