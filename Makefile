@@ -62,7 +62,7 @@ demo: install
 
 lint: install
 	$(PY) -m pip install -q ruff==0.17.5 $(QUIET_PIP)
-	$(VENV)/bin/ruff check model tests scripts bench
+	$(VENV)/bin/ruff check model mnistctl tests scripts bench
 
 k8s: tools
 	bash scripts/render_k8s.sh
