@@ -198,7 +198,7 @@ class ProcessLauncher(Launcher):
         wrap: list[str] = []
         if os.geteuid() != 0:
             try:
-                self.holder = userns.Holder(run_id)
+                self.holder = userns.Holder(run_id, run_dir / "network" / "host-run")
             except userns.UsernsError as e:
                 raise LauncherError(str(e)) from e
             wrap = self.holder.prefix

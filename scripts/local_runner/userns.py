@@ -5,7 +5,7 @@ user it starts a *holder*: a process in a new user namespace (the user mapped
 to uid 0 there, so it holds every capability over the namespaces it creates,
 and none over the host's) and a new mount namespace, where a tmpfs is
 mounted over /run/netns (over /run when /run/netns does not exist on the host,
-since a normal user cannot create it). `ip netns` then works there
+since a normal user cannot create it; HOLDER_SCRIPT). `ip netns` then works there
 unchanged: the pod network namespaces, bridge and veths live in namespaces
 owned by the holder's user namespace, and their names only in its private
 /run/netns. Every `ip` command and every pod enters the holder's user and
@@ -27,6 +27,7 @@ those reads at a fake /proc/sys directory (the unit tests do so).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -36,11 +37,21 @@ PROBE = ["unshare", "--user", "--map-root-user", "--net", "--mount", "true"]
 TOOLS = {"ip": "iproute2", "nsenter": "util-linux", "unshare": "util-linux", "setpriv": "util-linux"}
 PROC_SYS = Path("/proc/sys")
 
-# In the holder: a private /run/netns (or /run), then wait for EOF on stdin.
+# In the holder ($1 the run id, $2 an empty directory of the user's): a private /run/netns. Where
+# the host has none (a normal user cannot create it), a tmpfs over /run, whose entries are symlinks
+# to the host's /run, bound at $2 (so /etc/resolv.conf -> /run/systemd/... still resolves).
 HOLDER_SCRIPT = (
     "set -e\n"
     "if [ -d /run/netns ]; then mount -t tmpfs -o mode=755 mlr-netns /run/netns\n"
-    "else mount -t tmpfs -o mode=755 mlr-run /run; mkdir /run/netns; fi\n"
+    "else\n"
+    "  mount --rbind /run \"$2\"\n"
+    "  mount -t tmpfs -o mode=755 mlr-run /run\n"
+    "  for entry in \"$2\"/* \"$2\"/.[!.]*; do\n"
+    "    [ -e \"$entry\" ] || [ -L \"$entry\" ] || continue\n"
+    "    ln -s \"$entry\" \"/run/${entry##*/}\"\n"
+    "  done\n"
+    "  mkdir /run/netns\n"
+    "fi\n"
     "mount --make-shared /run/netns 2>/dev/null || "
     "{ mount --bind /run/netns /run/netns; mount --make-shared /run/netns; }\n"
     "echo ready\n"
@@ -113,11 +124,13 @@ def unavailable_reason(proc_sys: Path = PROC_SYS, which=shutil.which, try_it=pro
 class Holder:
     """The rootless runner's user + mount namespace, kept by one process until stop() or its death."""
 
-    def __init__(self, run_id: str) -> None:
+    def __init__(self, run_id: str, scratch: Path) -> None:
         # `ps` shows `sh -c ... mlr-holder <run id>`: which run the process belongs to.
+        self.scratch = scratch  # where the host's /run is bound if /run/netns is missing
+        scratch.mkdir(parents=True, exist_ok=True)
         self.popen = subprocess.Popen(
             ["unshare", "--user", "--map-root-user", "--mount", "--propagation", "private",
-             "--", "sh", "-c", HOLDER_SCRIPT, HOLDER_NAME, run_id],
+             "--", "sh", "-c", HOLDER_SCRIPT, HOLDER_NAME, run_id, str(scratch)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, close_fds=True)
         line = self.popen.stdout.readline()
         if line != b"ready\n":
@@ -144,6 +157,8 @@ class Holder:
                 self.popen.wait()
         self.popen.stdout.close()
         self.popen.stderr.close()
+        with contextlib.suppress(OSError):
+            self.scratch.rmdir()  # empty again: the bind mount was only in the holder's namespace
 
 
 def processes_in(userns_inode: int) -> list[int]:
