@@ -11,6 +11,8 @@ TOOLS_VENV ?= .venv-tools
 # pip here lists every local mirror it skips; keep real errors only.
 QUIET_PIP := 2>&1 | { grep -v "^WARNING: Location" || true; }
 PYTEST_ARGS ?=
+# Extra local runner flags for `make demo`, e.g. DEMO_ARGS="--set training.maxSteps=200" (short).
+DEMO_ARGS ?=
 
 .PHONY: help install tools test test-fast image-test bench demo lint clean k8s k8s-check chart-docs chart-docs-check
 
@@ -58,7 +60,7 @@ bench: install
 	$(PY) -m bench.run
 
 demo: install
-	$(PY) scripts/demo.py
+	$(PY) scripts/demo.py $(DEMO_ARGS)
 
 lint: install
 	$(PY) -m pip install -q ruff==0.17.5 $(QUIET_PIP)

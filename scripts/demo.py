@@ -7,13 +7,16 @@ shorter schedule than the full benchmark so that it finishes in a few
 minutes on two cores. Ctrl-C stops everything; the trainers save a
 checkpoint first and `--resume` continues from it.
 
+Runs as a normal user on Linux with unprivileged user namespaces (or as
+root); where they are not available it says which setting forbids them.
+
 Usage: python scripts/demo.py [extra local runner flags, e.g. --keep-tensorboard]
-       (python -m scripts.local_runner --help lists them)
+       (python -m scripts.local_runner --help lists them; a later --set wins,
+       e.g. --set training.maxSteps=200 for a short schedule: `make demo DEMO_ARGS=...`)
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +25,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scripts.local_runner import cli  # noqa: E402
+from scripts.local_runner.launcher import LauncherError  # noqa: E402
+from scripts.local_runner.process_launcher import ProcessLauncher  # noqa: E402
 from scripts.local_runner.render import find_helm  # noqa: E402
 from scripts.paths import REPO_ROOT, RUNS_DIR  # noqa: E402
 
@@ -31,10 +36,15 @@ CHECKPOINT_STEPS = 200
 
 def main() -> int:
     extra = sys.argv[1:]
-    if os.geteuid() != 0:
-        print("demo | the local runner needs root: it gives each worker pod its own network namespace "
-              "and each pod a private mount namespace.\ndemo | run it as root, e.g. "
-              f"`sudo {sys.executable} scripts/demo.py`", file=sys.stderr)
+    try:
+        ProcessLauncher.check()
+    except LauncherError as e:
+        print("demo | the local runner cannot run here: it gives each worker pod its own network "
+              "namespace and each pod a private mount namespace.", file=sys.stderr)
+        for line in str(e).splitlines():
+            print(f"demo | {line}", file=sys.stderr)
+        print("demo | (no Linux at hand, e.g. macOS: run it in a Linux VM, or see `make image-test` "
+              "for the chart's pods as containers)", file=sys.stderr)
         return 2
     if not find_helm():
         print("demo | installing the pinned helm into .tools/bin (scripts/install_k8s_tools.sh)", flush=True)

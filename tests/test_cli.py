@@ -19,6 +19,7 @@ import pytest
 
 from model import log_lines
 from scripts.paths import MNIST_DIR, REPO_ROOT
+from tests.requirements import unavailable
 
 PY = sys.executable
 # Variables the CLI reads; tests start from an environment without any of them.
@@ -322,8 +323,19 @@ def test_malformed_tf_config_exits_2_before_training(runs):
 # --------------------------------------------------------------------------
 # Model directories no restart can make usable: exit 2, not 1 (which restarts the group)
 
-AS_ROOT = os.geteuid() == 0 and shutil.which("unshare") is not None
-# In a private mount namespace (root only): the directory "$0" bind-mounted read-only, or
+def _mount_namespace() -> tuple[str, ...] | None:
+    """How to run a command in a private mount namespace: `unshare -m` as root, `unshare -r -m`
+    (its own user namespace) as a normal user where unprivileged user namespaces work, else None."""
+    if shutil.which("unshare") is None:
+        return None
+    if os.geteuid() == 0:
+        return ("unshare", "-m")
+    from scripts.local_runner import userns
+    return None if userns.probe() else ("unshare", "-r", "-m")
+
+
+MOUNT_NS = _mount_namespace()
+# In a private mount namespace: the directory "$0" bind-mounted read-only, or
 # a 3 MB tmpfs mounted on it (an MLP checkpoint is about 5 MB), then the command.
 READ_ONLY_MOUNT = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"'
 FULL_DISK = ('mount -t tmpfs -o size=3m tmpfs "$0" && "$@"; code=$?; '
@@ -342,12 +354,12 @@ def unusable(tmp_path_factory):
     train = ["train", "--model", "mlp", "--max-steps", "20", "--save-checkpoints-steps", "10"]
     specs = {"file": ([*train, "--model-dir", str(root / "a-file")], ()),
              "proc": ([*train, "--model-dir", "/proc/mnist-model"], ())}
-    if AS_ROOT:
+    if MOUNT_NS:
         specs["read_only"] = ([*train, "--model-dir", str(read_only / "model")],
-                              ("unshare", "-m", "sh", "-c", READ_ONLY_MOUNT, str(read_only)))
+                              (*MOUNT_NS, "sh", "-c", READ_ONLY_MOUNT, str(read_only)))
         specs["full"] = ([*train, "--model-dir", str(full / "model")],
-                         ("unshare", "-m", "sh", "-c", FULL_DISK, str(full)))
-    else:  # as a user, a directory without write permission
+                         (*MOUNT_NS, "sh", "-c", FULL_DISK, str(full)))
+    else:  # no mount namespace to be had: a directory without write permission
         read_only.chmod(0o555)
         specs["read_only"] = ([*train, "--model-dir", str(read_only / "model")], ())
     commands = {name: Command(args, logs, name, cli_env(), prefix)
@@ -364,7 +376,7 @@ def unusable(tmp_path_factory):
 @pytest.mark.parametrize("name,needles", [
     ("file", ["a-file", "is not a directory"]),
     ("proc", ["/proc/mnist-model", "cannot use", "No such file or directory"]),
-    ("read_only", ["read-only/model", "cannot use", "Read-only file system" if AS_ROOT
+    ("read_only", ["read-only/model", "cannot use", "Read-only file system" if MOUNT_NS
                    else "Permission denied"]),
 ])
 def test_an_unusable_model_dir_exits_2_naming_it(unusable, name, needles):
@@ -373,9 +385,11 @@ def test_an_unusable_model_dir_exits_2_naming_it(unusable, name, needles):
     assert "train | start" not in result.stdout, str(result)
 
 
-@pytest.mark.skipif(not AS_ROOT, reason="mounting a small tmpfs needs root")
 def test_a_full_disk_exits_2_and_leaves_no_temporary_checkpoint(unusable):
     """A real full filesystem: the first checkpoint does not fit."""
+    if MOUNT_NS is None:
+        unavailable("mounting a small tmpfs needs root, or unprivileged user namespaces "
+                    "(`unshare -r -m` fails here)")
     result = unusable["results"]["full"]
     assert_clean_error(result, "no space left", "ckpt-10", "run again to resume")
     listing = (unusable["root"] / "full.listing").read_text().split()

@@ -14,6 +14,8 @@ Modules (each has its own docstring). The engine knows Kubernetes, not this char
   process_launcher.py the local-process launcher (network/mount/UTS namespaces, setpriv)
   podshim.py          runs inside a pod's mount namespace before the container's command
   netns.py            per-run network namespaces and their clean-up
+  userns.py           as a normal user: the user + mount namespace holding them (rootless
+                      mode), or which sysctl forbids unprivileged user namespaces
   upgrade.py          --upgrade: the plan from the previous rendering to this one, as Helm applies it
   logs.py             per-pod log files followed as they grow, the merged terminal stream
 What this project's run means (knows the library's log lines and the chart's components):

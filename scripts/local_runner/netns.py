@@ -27,6 +27,7 @@ import os
 import re
 import secrets
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 from scripts.local_runner.manifest import NetworkSlot
@@ -79,34 +80,40 @@ def run_alive(run_id: str) -> bool:
     return ticks is not None and _b36(ticks) == match.group(2)
 
 
-def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
+def _run(argv: list[str], check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
     if check and result.returncode != 0:
-        raise NetnsError(f"`ip {' '.join(args)}` failed: {result.stderr.strip()}")
+        raise NetnsError(f"`{' '.join(argv)}` failed: {result.stderr.strip()}")
     return result
 
 
-def list_namespaces() -> list[str]:
-    result = _ip("netns", "list", check=False)
+def _ip(*args: str, check: bool = True, wrap: Sequence[str] = ()) -> subprocess.CompletedProcess:
+    """`ip ...`, inside the rootless runner's user and mount namespaces when `wrap` says how
+    (userns.Holder.prefix; empty as root)."""
+    return _run([*wrap, "ip", *args], check=check)
+
+
+def list_namespaces(wrap: Sequence[str] = ()) -> list[str]:
+    result = _ip("netns", "list", check=False, wrap=wrap)
     return [line.split()[0] for line in result.stdout.splitlines() if line.strip()]
 
 
-def runner_namespaces(run_id: str | None = None) -> list[str]:
+def runner_namespaces(run_id: str | None = None, wrap: Sequence[str] = ()) -> list[str]:
     """Namespaces made by local runners (of one run, if given)."""
     out = []
-    for name in list_namespaces():
+    for name in list_namespaces(wrap):
         match = _NAME.match(name)
         if match and (run_id is None or "-".join(match.group(1, 2, 3)) == run_id):
             out.append(name)
     return out
 
 
-def delete_run(run_id: str) -> list[str]:
+def delete_run(run_id: str, wrap: Sequence[str] = ()) -> list[str]:
     """Delete every namespace of a run (idempotent). Returns what was deleted."""
     deleted = []
     # Pod namespaces first (deleting them removes their veths), the bridge last.
-    for name in sorted(runner_namespaces(run_id), key=lambda n: n.endswith("-net")):
-        if _ip("netns", "delete", name, check=False).returncode == 0:
+    for name in sorted(runner_namespaces(run_id, wrap), key=lambda n: n.endswith("-net")):
+        if _ip("netns", "delete", name, check=False, wrap=wrap).returncode == 0:
             deleted.append(name)
     return deleted
 
@@ -127,6 +134,8 @@ class PodNetwork:
     files_dir: Path
     namespace: str  # Kubernetes namespace, for the resolv.conf search list
     slots: list[NetworkSlot] = dataclasses.field(default_factory=list)
+    # Rootless: the command prefix entering the runner's user + mount namespaces (userns.py).
+    wrap: Sequence[str] = ()
     created: list[str] = dataclasses.field(default_factory=list)
 
     @property
@@ -158,24 +167,31 @@ class PodNetwork:
         self.slots = [dataclasses.replace(s, address=f"{SUBNET}.{FIRST_HOST + i}")
                       for i, s in enumerate(slots)]
         self._add(self.bridge_ns)
-        _ip("-n", self.bridge_ns, "link", "set", "lo", "up")
-        _ip("-n", self.bridge_ns, "link", "add", "br0", "type", "bridge")
-        _ip("-n", self.bridge_ns, "link", "set", "br0", "up")
+        _ip("-n", self.bridge_ns, "link", "set", "lo", "up", wrap=self.wrap)
+        _ip("-n", self.bridge_ns, "link", "add", "br0", "type", "bridge", wrap=self.wrap)
+        _ip("-n", self.bridge_ns, "link", "set", "br0", "up", wrap=self.wrap)
         for i, slot in enumerate(self.slots):
             ns = self.pod_ns(i)
             self._add(ns)
-            _ip("-n", ns, "link", "set", "lo", "up")
+            _ip("-n", ns, "link", "set", "lo", "up", wrap=self.wrap)
             _ip("-n", self.bridge_ns, "link", "add", f"p{i}", "type", "veth", "peer", "name", "eth0",
-                "netns", ns)
-            _ip("-n", self.bridge_ns, "link", "set", f"p{i}", "master", "br0")
-            _ip("-n", self.bridge_ns, "link", "set", f"p{i}", "up")
-            _ip("-n", ns, "addr", "add", f"{slot.address}/24", "dev", "eth0")
-            _ip("-n", ns, "link", "set", "eth0", "up")
+                "netns", ns, wrap=self.wrap)
+            _ip("-n", self.bridge_ns, "link", "set", f"p{i}", "master", "br0", wrap=self.wrap)
+            _ip("-n", self.bridge_ns, "link", "set", f"p{i}", "up", wrap=self.wrap)
+            _ip("-n", ns, "addr", "add", f"{slot.address}/24", "dev", "eth0", wrap=self.wrap)
+            _ip("-n", ns, "link", "set", "eth0", "up", wrap=self.wrap)
         self._write_files()
         return self.slots
 
     def _add(self, name: str) -> None:
-        _ip("netns", "add", name)
+        if self.wrap:
+            # `ip netns add` would fail to switch back to the host's namespace, which this user
+            # namespace does not own; unshare binds the new namespace to the file and exits.
+            path = str(NETNS_DIR / name)
+            _run([*self.wrap, "touch", path])
+            _run([*self.wrap, "unshare", f"--net={path}", "true"])
+        else:
+            _ip("netns", "add", name)
         self.created.append(name)
 
     def _write_files(self) -> None:
@@ -195,6 +211,6 @@ class PodNetwork:
             "nameserver 127.0.0.1\noptions attempts:1 timeout:1\n")
 
     def teardown(self) -> list[str]:
-        deleted = delete_run(self.run_id)
+        deleted = delete_run(self.run_id, self.wrap)
         self.created = []
         return deleted

@@ -114,6 +114,8 @@ def main() -> None:
                     continue
                 if any(under(target, o) for o in ours):
                     continue  # something mounted inside a volume: leave it as the volume is
+                if not os.path.lexists(target):
+                    continue  # shadowed by a mount on top (the rootless runner's /run/netns)
                 try:
                     remount_read_only(target, opts)
                 except OSError as e:

@@ -1,4 +1,11 @@
-"""Run each pod as local processes, isolated the way the pod would be (needs root).
+"""Run each pod as local processes, isolated the way the pod would be (root, or a normal user
+with unprivileged user namespaces).
+
+- Privilege: as root, namespaces are created directly. As a normal user the
+  runner first starts a holder (userns.py): a user + mount namespace the
+  user owns, where it is uid 0 with capabilities over its own namespaces
+  only; every `ip` command and every pod enters it first, and the rest
+  below is the same in both modes.
 
 - Network: pods with a network identity (the workers: host name + headless
   Service) run in their own network namespace (netns.py), so each listens
@@ -39,15 +46,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from scripts.local_runner import netns
+from scripts.local_runner import netns, userns
 from scripts.local_runner.launcher import Endpoint, Launcher, LauncherError, PodHandle
 from scripts.local_runner.manifest import NetworkSlot, Pod
 from scripts.ports import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHIM = Path(__file__).resolve().with_name("podshim.py")
-REQUIRED_TOOLS = {"ip": "iproute2", "nsenter": "util-linux", "unshare": "util-linux",
-                  "setpriv": "util-linux"}
+REQUIRED_TOOLS = userns.TOOLS
 
 
 def image_env(python: str) -> dict[str, str]:
@@ -161,29 +167,36 @@ class ProcessLauncher(Launcher):
         self.python = python
         self.keep_pod_dirs = keep_pod_dirs
         self.network: netns.PodNetwork | None = None
+        self.holder: userns.Holder | None = None
         self.run_dir: Path | None = None
         self.namespace = "default"
 
     @staticmethod
     def check() -> None:
-        """Raise LauncherError unless this machine can run pods (root, iproute2, util-linux)."""
-        if os.geteuid() != 0:
-            raise LauncherError(
-                "the process launcher needs root: it gives every worker pod its own network "
-                "namespace (they all listen on the chart's port) and every pod a private mount "
-                "namespace (read-only volumes, its own /etc/hosts). Run it as root (e.g. sudo -E "
-                f"{sys.executable} -m scripts.local_runner ...).")
+        """Raise LauncherError unless this machine can run pods: iproute2 and util-linux, and
+        root or unprivileged user namespaces (the error then names the setting that forbids them)."""
         missing = sorted({pkg for tool, pkg in REQUIRED_TOOLS.items() if shutil.which(tool) is None})
         if missing:
             raise LauncherError(f"missing tools: install the Debian package(s) {', '.join(missing)} "
                                 f"(needs {', '.join(sorted(REQUIRED_TOOLS))})")
+        if os.geteuid() != 0:
+            reason = userns.unavailable_reason()
+            if reason:
+                raise LauncherError(reason)
 
     def setup(self, run_id: str, run_dir: Path, slots: list[NetworkSlot], namespace: str = "default"
               ) -> list[NetworkSlot]:
         self.check()
         self.run_dir = run_dir
         self.namespace = namespace
-        self.network = netns.PodNetwork(run_id, run_dir / "network", namespace)
+        wrap: list[str] = []
+        if os.geteuid() != 0:
+            try:
+                self.holder = userns.Holder(run_id, run_dir / "network" / "host-run")
+            except userns.UsernsError as e:
+                raise LauncherError(str(e)) from e
+            wrap = self.holder.prefix
+        self.network = netns.PodNetwork(run_id, run_dir / "network", namespace, wrap=wrap)
         try:
             return self.network.create(slots)
         except netns.NetnsError as e:
@@ -259,6 +272,8 @@ class ProcessLauncher(Launcher):
                 self.python, "-I", str(SHIM), str(spec_path)]
         if pod.slot is not None:
             argv = ["nsenter", f"--net={self.network.netns_path(pod.slot.key)}", "--", *argv]
+        if self.holder is not None:
+            argv = [*self.holder.prefix, *argv]
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log:
             popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -272,3 +287,6 @@ class ProcessLauncher(Launcher):
     def teardown(self) -> None:
         if self.network is not None:
             self.network.teardown()
+        if self.holder is not None:
+            self.holder.stop()  # its mount namespace, and all left in it, goes with the last pod
+            self.holder = None

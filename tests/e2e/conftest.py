@@ -1,7 +1,8 @@
 """Helpers of the end-to-end tests: run `python -m scripts.local_runner` and inspect the run.
 
-The runner needs root (network and mount namespaces), iproute2, util-linux
-and helm; without them these tests are skipped with the reason, and fail
+The runner needs iproute2, util-linux, helm, and root or (as a normal user)
+unprivileged user namespaces; without them these tests are skipped with the
+reason (for user namespaces: the setting that forbids them), and fail
 instead when CI=true.
 """
 
@@ -10,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,7 +22,7 @@ import pytest
 from scripts.paths import REPO_ROOT  # noqa: F401 (re-exported)
 from tests.requirements import in_ci, unavailable  # noqa: F401 (re-exported)
 
-from scripts.local_runner import netns  # noqa: E402
+from scripts.local_runner import netns, userns  # noqa: E402
 from scripts.local_runner.render import find_helm  # noqa: E402
 
 # Small, fast settings shared by the MLP runs (the chart's defaults otherwise):
@@ -36,17 +36,29 @@ FAST = ["--set", "training.model=mlp", "--set", "training.saveSummariesSteps=50"
 
 def runner_prerequisites() -> str | None:
     """Why the local runner cannot run here, or None."""
-    if os.geteuid() != 0:
-        return "the local runner needs root (network and mount namespaces)"
-    missing = [t for t in ("ip", "nsenter", "unshare", "setpriv") if shutil.which(t) is None]
+    missing = userns.missing_tools()
     if missing:
         return f"missing {', '.join(missing)} (Debian packages iproute2, util-linux)"
     if not find_helm():
         return "helm not found (run `make tools` or `bash scripts/install_k8s_tools.sh`)"
+    if ROOTLESS:
+        return userns.unavailable_reason()
     probe = subprocess.run(["unshare", "--net", "--mount", "true"], capture_output=True, text=True)
     if probe.returncode != 0:
         return f"cannot create network/mount namespaces here: {probe.stderr.strip()}"
     return None
+
+
+# As a normal user the runner's namespaces live in its own user namespace (userns.py): their
+# names are never visible here, and they vanish with its holder process.
+ROOTLESS = os.geteuid() != 0
+
+
+def holder_userns(run_id: str) -> int:
+    """The user namespace (inode) of a live rootless run's holder process."""
+    pids = processes_mentioning(f"{userns.HOLDER_NAME} {run_id}")
+    assert len(pids) == 1, f"expected one holder process of run {run_id}, found {pids}"
+    return os.stat(f"/proc/{pids[0][0]}/ns/user").st_ino
 
 
 @pytest.fixture(scope="session")
@@ -124,7 +136,7 @@ class LocalRun:
                 self.popen.wait(10)
         self._out.close()
         run_id = self.run_id()
-        if run_id:
+        if run_id and not ROOTLESS:
             netns.delete_run(run_id)
 
     def wait_for(self, pattern: str, timeout: float, where: str | None = None) -> re.Match:
@@ -160,7 +172,8 @@ class LocalRun:
         return Path(self.summary()["model_dir"])
 
     def assert_clean(self) -> None:
-        """No process of the run left, and none of its network namespaces."""
+        """No process of the run left (pods, and a rootless run's holder), and none of its network
+        namespaces (as root; rootless, they went with the holder's namespaces)."""
         assert self.popen.poll() is not None, "the runner still runs"
         deadline = time.monotonic() + 10
         while processes_mentioning(str(self.run_dir)) and time.monotonic() < deadline:
@@ -169,6 +182,10 @@ class LocalRun:
         assert not leftovers, f"processes outlived the run: {leftovers}"
         run_id = self.run_id()
         assert run_id, f"no run id in the output:\n{self.tail()}"
+        while processes_mentioning(f"{userns.HOLDER_NAME} {run_id}") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        holders = processes_mentioning(f"{userns.HOLDER_NAME} {run_id}")
+        assert not holders, f"the run's namespace holder outlived it: {holders}"
         assert not netns.runner_namespaces(run_id), f"namespaces left: {netns.runner_namespaces(run_id)}"
 
 

@@ -33,9 +33,10 @@ import urllib.request
 import pytest
 
 from model import log_lines
-from scripts.local_runner import netns
-from tests.e2e.conftest import (FAST, REPO_ROOT, LocalRun, checkpoint_steps, generations,
-                                processes_mentioning, runner_prerequisites, unavailable)
+from scripts.local_runner import netns, userns
+from scripts.paths import REPO_ROOT
+from tests.e2e.conftest import (FAST, ROOTLESS, LocalRun, checkpoint_steps, generations,
+                                holder_userns, processes_mentioning, runner_prerequisites, unavailable)
 
 pytestmark = pytest.mark.slow
 
@@ -362,17 +363,29 @@ def test_ctrl_c_mid_training_stops_everything_cleanly(local_run):
 
 
 def test_a_killed_runner_takes_its_pods_along_and_cleanup_removes_its_namespaces(local_run):
+    """As root the dead runner's namespaces stay until `cleanup` (or the next run) deletes them;
+    as a normal user nothing stays at all: its user namespace has no process left, so the
+    namespaces it owned are gone."""
     run = local_run([*FAST, "--set", "training.maxSteps=20000"])
     run.wait_for(f"started pod mnist-train-trainer-{GENERATION}-1-0", timeout=RUN_TIMEOUT)
     run.wait_for(r"^cluster \|", timeout=RUN_TIMEOUT, where="logs/mnist-train-trainer-*-1-0.log")
     run_id = run.run_id()
-    assert len(netns.runner_namespaces(run_id)) == 3
+    if ROOTLESS:
+        owner = holder_userns(run_id)
+        assert len(userns.processes_in(owner)) >= 3  # the holder and the pods
+    else:
+        assert len(netns.runner_namespaces(run_id)) == 3
     run.popen.kill()  # no chance to clean up
     run.popen.wait(10)
     deadline = time.monotonic() + 20
     while processes_mentioning(str(run.run_dir)) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not processes_mentioning(str(run.run_dir)), "pods outlived their runner"
+    if ROOTLESS:
+        while userns.processes_in(owner) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not userns.processes_in(owner), "processes outlived the runner in its user namespace"
+        return
     assert netns.runner_namespaces(run_id), "expected the dead runner's namespaces until clean-up"
     result = subprocess.run([sys.executable, "-m", "scripts.local_runner", "cleanup"], capture_output=True,
                             text=True, cwd=REPO_ROOT)

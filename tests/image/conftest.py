@@ -36,7 +36,9 @@ def pytest_configure(config):
 
 def prerequisites() -> str | None:
     if os.geteuid() != 0:
-        return "the image tests need root (rootful podman, debootstrap)"
+        return ("the image tests need root: debootstrap builds the base image and podman runs rootful "
+                "(rootless podman, with /etc/subuid and /etc/subgid ranges, is not supported by them); "
+                "run `make image-test` as root, e.g. in a Linux VM (CI does)")
     reason = podman.unavailable_reason()
     if reason:
         return reason

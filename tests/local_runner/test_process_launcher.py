@@ -1,5 +1,6 @@
 """The process launcher (process_launcher.py, netns.py): path and listen rewriting, the image's
-environment, and the isolation of tiny real pods (namespaces; needs root)."""
+environment, and the isolation of tiny real pods (namespaces: as root, or as a normal user in the
+runner's own user namespace, userns.py)."""
 
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ from scripts.local_runner.controllers import headless_dns_names
 from scripts.local_runner.manifest import NetworkSlot, PodBuilder, PodRequest
 from scripts.local_runner.process_launcher import (ProcessLauncher, image_env, rewrite_listen_args,
                                                    translate)
+from scripts.local_runner import userns
 from scripts.paths import REPO_ROOT
-from tests.e2e.conftest import runner_prerequisites, unavailable
+from tests.e2e.conftest import ROOTLESS, runner_prerequisites, unavailable
 from tests.local_runner.fakes import one
 
 
@@ -162,8 +164,11 @@ def test_each_worker_pod_has_its_own_network_and_resolves_its_peers(tmp_path):
     launcher = ProcessLauncher()
     run_id = netns.new_run_id()
     ready = launcher.setup(run_id, run_dir, slots, "ns")
+    owner = os.stat(f"/proc/{launcher.holder.pid}/ns/user").st_ino if ROOTLESS else None
     try:
-        assert len(netns.runner_namespaces(run_id)) == 3
+        assert len(netns.runner_namespaces(run_id, launcher.network.wrap)) == 3
+        if ROOTLESS:  # the names exist only in the runner's private /run/netns
+            assert not netns.runner_namespaces(run_id)
         handles = []
         builder = PodBuilder("ns", run_dir, [])
         for i, slot in enumerate(ready):
@@ -189,5 +194,7 @@ def test_each_worker_pod_has_its_own_network_and_resolves_its_peers(tmp_path):
     finally:
         launcher.teardown()
     assert not netns.runner_namespaces(run_id)
+    if ROOTLESS:  # nothing is left in the runner's user namespace, so nothing it owned remains
+        assert not userns.processes_in(owner)
     host_links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     assert "br0" not in host_links and not re.search(r"\bp\d+@", host_links)
