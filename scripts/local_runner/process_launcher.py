@@ -49,9 +49,9 @@ from pathlib import Path
 from scripts.local_runner import netns, userns
 from scripts.local_runner.launcher import Endpoint, Launcher, LauncherError, PodHandle
 from scripts.local_runner.manifest import NetworkSlot, Pod
-from scripts.ports import free_port
+from scripts.paths import MNIST_DIR, REPO_ROOT
+from scripts.ports import free_ports
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 SHIM = Path(__file__).resolve().with_name("podshim.py")
 REQUIRED_TOOLS = userns.TOOLS
 
@@ -61,7 +61,7 @@ def image_env(python: str) -> dict[str, str]:
     venv_bin = str(Path(python).parent)
     return {
         "PATH": f"{venv_bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        "MNIST_DATA_DIR": str(REPO_ROOT / "data" / "mnist"),
+        "MNIST_DATA_DIR": str(MNIST_DIR),
         "HOME": "/tmp",
         "PYTHONUNBUFFERED": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
@@ -247,7 +247,8 @@ class ProcessLauncher(Launcher):
         args = [translate(a, mapping) for a in c.args]
         ports: dict[int, int] = {}
         if pod.slot is None:  # host network: never listen beyond loopback
-            ports = {p.container_port: free_port() for p in c.ports}
+            # One call for all of the container's ports, so they differ.
+            ports = dict(zip([p.container_port for p in c.ports], free_ports(len(c.ports))))
             args = rewrite_listen_args(args, ports)
         cwd = c.working_dir if c.working_dir and os.path.isdir(c.working_dir) else str(REPO_ROOT)
         files = {}
