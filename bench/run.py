@@ -24,6 +24,7 @@ from pathlib import Path
 from bench import machine, report, sections
 from bench.procs import BenchError, kill_all
 from bench.runs import Context
+from model.config import NETWORK_NAMES
 from scripts.paths import REPO_ROOT
 
 RESULTS = REPO_ROOT / "bench" / "results"
@@ -126,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="short schedules to smoke-test the harness; writes results-quick.{json,md}")
     p.add_argument("--repeats", type=int, help="repeats per throughput/scaling figure "
                    "(default 2, quick 1)")
-    p.add_argument("--models", default="mlp,lenet5", help="networks to measure (default: %(default)s)")
+    p.add_argument("--models", default=",".join(NETWORK_NAMES),
+                   help="networks to measure (default: %(default)s)")
     p.add_argument("--quiet-wait", type=float,
                    help="before each measurement wait up to this many seconds for other processes "
                    "to leave the CPUs idle, and measure again if they were busy (default 180, quick 5)")
@@ -142,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = sorted(set(only) - set(ALL))
     models = [m.strip() for m in args.models.split(",") if m.strip()]
-    if unknown or not only or not set(models) <= {"mlp", "lenet5"} or not models:
-        p.error(f"--only takes some of {','.join(ALL)}; --models some of mlp,lenet5")
+    if unknown or not only or not set(models) <= set(NETWORK_NAMES) or not models:
+        p.error(f"--only takes some of {','.join(ALL)}; --models some of {','.join(NETWORK_NAMES)}")
     signal.signal(signal.SIGTERM, _on_sigterm)
 
     plan = sections.QUICK if args.quick else sections.FULL
