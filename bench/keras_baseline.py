@@ -20,6 +20,7 @@ import json
 import sys
 import time
 
+from model.config import COMPUTE_DTYPES, NETWORK_NAMES
 from scripts.paths import MNIST_DIR
 
 
@@ -62,11 +63,11 @@ def build(model_name: str, lr: float, momentum: float, l2: float):
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", choices=["mlp", "lenet5"], required=True)
+    p.add_argument("--model", choices=NETWORK_NAMES, required=True)
     p.add_argument("--warmup-steps", type=int, required=True)
     p.add_argument("--steps", type=int, required=True, help="measured steps after the warm-up")
     p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--compute-dtype", choices=["float32", "bfloat16"], default="float32")
+    p.add_argument("--compute-dtype", choices=COMPUTE_DTYPES, default="float32")
     p.add_argument("--data-dir", default=str(MNIST_DIR))
     args = p.parse_args(argv)
 

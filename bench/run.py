@@ -84,7 +84,7 @@ def _on_sigterm(signum, frame):
 
 def _row_model(row: dict) -> str | None:
     """"mlp" or "lenet5" from a row id such as "scaling.lenet5.batch200" (None: "resources.rss")."""
-    match = re.match(r"mlp|lenet5", row["id"].split(".", 1)[1])
+    match = re.match("|".join(NETWORK_NAMES), row["id"].split(".", 1)[1])
     return match.group(0) if match else None
 
 
@@ -98,7 +98,7 @@ def _carry_over_rows(new: dict, old: dict | None, models: list[str]) -> None:
     """Keep an earlier run's rows for the networks not measured now (`--models` subset)."""
     if not old or old.get("error"):
         return
-    skipped = {"mlp", "lenet5"} - set(models)
+    skipped = set(NETWORK_NAMES) - set(models)
     have = {row["id"] for row in new["rows"]}
     for row in old.get("rows", []):
         if row["id"] not in have and _row_model(row) in skipped:
@@ -107,7 +107,7 @@ def _carry_over_rows(new: dict, old: dict | None, models: list[str]) -> None:
                 earlier["notes"] += f" (from an earlier run: {old.get('measured_at')}, {old.get('commit')})"
             new["rows"].append(earlier)
     # The issue's figures first (MLP, then LeNet-5), then the extra cases in the same order.
-    order = {m: i for i, m in enumerate(("mlp", "lenet5"))}
+    order = {m: i for i, m in enumerate(NETWORK_NAMES)}
     new["rows"].sort(key=lambda r: (_is_extra(r), order.get(_row_model(r), 9)))
 
 
