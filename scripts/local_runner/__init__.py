@@ -5,8 +5,9 @@
 Modules (each has its own docstring). The engine knows Kubernetes, not this chart:
   runner.py           the engine's loop: workloads, pods, faults, readiness, consumers of a
                       failed Job, shutdown; calls a Report for what the run means
-  controllers.py      Job (Indexed), JobSet (v0.12.0), TFJob (training-operator v1.9.0) and
-                      Deployment semantics; podFailurePolicy; typed PodRecord
+  controllers/        one module per kind: job.py (Indexed or not; podFailurePolicy),
+                      jobset.py (v0.12.0), tfjob.py (training-operator v1.9.0), deployment.py;
+                      base.py the typed PodRecord, the Workload base class, DNS names
   manifest.py         a pod template + what its controller adds -> `Pod` (env, fieldRefs,
                       $(VAR) expansion, volumes backed by run-dir directories); what a template
                       reads and writes

@@ -1,6 +1,6 @@
 """The engine: workloads from the rendering, pods through a launcher, one loop.
 
-`Runner.run()` builds a controller per workload (controllers.py), asks the
+`Runner.run()` builds a controller per workload (controllers/), asks the
 launcher for the pod network, starts the controllers and then, every tick
 (0.2 s): notices exited pods and hands them to their controller, reads the
 pods' new output (log files, terminal), fires due faults, kills pods whose
