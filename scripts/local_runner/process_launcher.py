@@ -46,7 +46,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from scripts.local_runner import netns, userns
+from scripts.local_runner import netns, procfs, userns
 from scripts.local_runner.launcher import Endpoint, Launcher, LauncherError, PodHandle
 from scripts.local_runner.manifest import NetworkSlot, Pod
 from scripts.paths import MNIST_DIR, REPO_ROOT
@@ -146,18 +146,7 @@ class ProcessPodHandle(PodHandle):
 
 
 def process_group_members(pgid: int) -> list[int]:
-    members = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if fields[0] != "Z" and int(fields[2]) == pgid:  # pgrp is field 5
-            members.append(int(entry))
-    return members
+    return procfs.live_pids(lambda _, fields: int(fields[2]) == pgid)  # pgrp is stat's field 5
 
 
 class ProcessLauncher(Launcher):

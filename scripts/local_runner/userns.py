@@ -33,6 +33,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from scripts.local_runner import procfs
+
 PROBE = ["unshare", "--user", "--map-root-user", "--net", "--mount", "true"]
 TOOLS = {"ip": "iproute2", "nsenter": "util-linux", "unshare": "util-linux", "setpriv": "util-linux"}
 PROC_SYS = Path("/proc/sys")
@@ -163,16 +165,4 @@ class Holder:
 
 def processes_in(userns_inode: int) -> list[int]:
     """Live processes (not zombies) in the user namespace with this inode: what must be gone."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            if os.stat(f"/proc/{entry}/ns/user").st_ino != userns_inode:
-                continue
-            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z":
-            pids.append(int(entry))
-    return pids
+    return procfs.live_pids(lambda pid, _: os.stat(f"/proc/{pid}/ns/user").st_ino == userns_inode)
