@@ -27,9 +27,7 @@ import tensorflow as tf
 from model import layout
 from model.atomic_write import write_json_atomically
 from model.errors import CheckpointError, ModelDirError
-# Re-exported: the names the trainer and evaluator have always used from here.
-from model.layout import (CHECKPOINT_PREFIX, COMPLETE_MARKER, EVAL_SUMMARY_DIR, RUN_CONFIG,  # noqa: F401
-                          TRAIN_SUMMARY_DIR, step_of)
+from model.layout import CHECKPOINT_PREFIX, COMPLETE_MARKER, RUN_CONFIG
 from model.layout import child as join
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from model import checkpointing, log_lines
+from model import layout, log_lines
 from model.errors import CheckpointError
 from model.evaluate import (FINAL_METRICS, MAX_READ_ATTEMPTS, STATE_FILE, EvalConfig, Evaluator,
                             evaluate)
@@ -288,7 +288,7 @@ def test_stopped_after_the_first_poll_then_resumed(model_dir, tmp_path, mnist, c
     final_files = list(model_dir.glob(f"ckpt-{FINAL}.*"))
     for f in final_files:
         f.rename(tmp_path / f.name)
-    marker = model_dir / checkpointing.COMPLETE_MARKER
+    marker = model_dir / layout.COMPLETE_MARKER
     marker_text = marker.read_text()
     marker.unlink()
 
@@ -586,7 +586,7 @@ def test_unreadable_final_checkpoint_raises(damage, attempts, model_dir, mnist, 
 
 def test_final_checkpoint_damaged_after_its_validation_raises(model_dir, mnist, capsys):
     # Scored on the validation set while training was still "running"...
-    marker = model_dir / checkpointing.COMPLETE_MARKER
+    marker = model_dir / layout.COMPLETE_MARKER
     marker_text = marker.read_text()
     marker.unlink()
     assert evaluate(eval_config(model_dir), datasets=mnist, stop_event=StopAfterFirstPoll()) is None
@@ -610,7 +610,7 @@ def test_timeout_without_checkpoints_returns_none(tmp_path, mnist, caplog):
 
 
 def test_timeout_after_training_stalls_returns_none(model_dir, mnist, capsys):
-    (model_dir / checkpointing.COMPLETE_MARKER).unlink()  # training never finishes
+    (model_dir / layout.COMPLETE_MARKER).unlink()  # training never finishes
     t0 = time.monotonic()
     assert evaluate(eval_config(model_dir, timeout_secs=0.5, eval_interval_secs=0.02),
                     datasets=mnist) is None
@@ -638,7 +638,7 @@ def test_waits_for_run_config_when_model_not_given(tmp_path, mnist, caplog):
 
 
 def test_model_comes_from_run_config(model_dir, mnist, capsys):
-    run_config = model_dir / checkpointing.RUN_CONFIG
+    run_config = model_dir / layout.RUN_CONFIG
     saved = run_config.read_text()
     run_config.unlink()
     timer = threading.Timer(0.3, lambda: run_config.write_text(saved))  # the trainer starts

@@ -358,21 +358,21 @@ def scored_model_dir(tmp_path_factory) -> Path:
     validation accuracy is better at step 10."""
     import tensorflow as tf
 
-    from model import checkpointing
+    from model import checkpointing, layout
     from model import config as presets
     from model.train_state import TrainState
 
     directory = tmp_path_factory.mktemp("gcs-export") / "model"
     state = TrainState("mlp", presets.preset("default", "mlp"))
     manager = tf.train.CheckpointManager(state.checkpoint(), str(directory), max_to_keep=5,
-                                         checkpoint_name=checkpointing.CHECKPOINT_PREFIX)
+                                         checkpoint_name=layout.CHECKPOINT_PREFIX)
     rng = np.random.default_rng(0)
     for step in (10, 20):
         state.step.assign(step)
         for shadow in state.averages.shadows:
             shadow.assign(rng.normal(0, 0.05, shadow.shape).astype(np.float32))
         manager.save(checkpoint_number=step)
-    write_json_atomically(directory / checkpointing.RUN_CONFIG, {"model": "mlp", "hparams": {}})
+    write_json_atomically(directory / layout.RUN_CONFIG, {"model": "mlp", "hparams": {}})
     checkpointing.write_complete_marker(str(directory), 20, str(directory / "ckpt-20"))
     eval_dir = directory / "eval"
     eval_dir.mkdir()
