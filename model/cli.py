@@ -13,7 +13,7 @@ import os
 import sys
 
 from model import config as model_config
-from model import log_lines
+from model import log_lines, logging_setup
 from model.allocator import keep_freed_memory
 from model.config import ALL_REDUCE_DTYPES, COMPUTE_DTYPES, GRADIENT_EXCHANGES
 from model.errors import (EXIT_CONFIG_ERROR, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK,
@@ -124,7 +124,14 @@ def _add_common(p: argparse.ArgumentParser, *, model_required: bool) -> None:
                    "(env MNIST_DATA_CACHE_DIR; default: $TMPDIR/mnist-train-data)")
     p.add_argument("--no-verify", action="store_true",
                    help="skip the SHA-256 check of the MNIST files (for custom data)")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    _add_log_level(p)
+
+
+def _add_log_level(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                   help="the project's lines at this level and above; TensorFlow's own INFO lines "
+                   "(C++ and Python) only with DEBUG, or set TF_CPP_MIN_LOG_LEVEL yourself for its "
+                   "C++ side (default: %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -219,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--checkpoint", help="a checkpoint path (default: the newest)")
     x.add_argument("--overwrite", action="store_true", help="replace a previous export (a "
                    "directory holding anything else is refused, as is one inside the model dir)")
-    x.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    _add_log_level(x)
     return parser
 
 
@@ -244,7 +251,8 @@ def _train(args) -> int:
     # (model/signals.py); a single worker needs no guard (no coordination service).
     guard = StartupGuard() if cluster.tf_config is not None else None
     try:
-        from model.train import TrainConfig  # imports TensorFlow
+        logging_setup.import_tensorflow()
+        from model.train import TrainConfig
         config = TrainConfig(
             model=model, model_dir=args.model_dir or _env("TF_LOGDIR") or "", hparams=hp,
             data_dir=args.data_dir or _default_data_dir(), verify_data=not args.no_verify,
@@ -283,6 +291,7 @@ def _describe(config) -> str:
 
 
 def _evaluate(args) -> int:
+    logging_setup.import_tensorflow()
     from model.evaluate import EvalConfig, evaluate
 
     config = EvalConfig(
@@ -307,6 +316,7 @@ def _evaluate(args) -> int:
 
 
 def _export(args) -> int:
+    logging_setup.import_tensorflow()
     from model.export import export
 
     model_dir = args.model_dir or _env("TF_LOGDIR")
@@ -319,8 +329,7 @@ def _export(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, stream=sys.stdout, format="%(message)s", force=True)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter out of the logs
+    logging_setup.configure(args.log_level)  # before TensorFlow is imported
     # Before TensorFlow allocates anything (see model/allocator.py).
     log.info("malloc | %s", keep_freed_memory())
     try:

@@ -125,3 +125,10 @@ CONFIG_MODEL_DIR = re.compile(r"^config \| (?:.* )?model_dir=(?P<path>\S+)", re.
 # The evaluator's machine-readable twin of each human line (model/evaluate.py `_emit`:
 # `json.dumps(event, sort_keys=True)`); `event` is "eval" or "final". Parse `json` with json.loads.
 EVAL_EVENT = re.compile(r'^(?P<json>\{.*"event":\s*"(?P<event>\w+)".*\})\s*$', re.M)
+
+# --- TensorFlow's own lines (not the project's): what model/logging_setup.py keeps out of the logs.
+# A C++ log line (Abseil/glog format), e.g.
+# "I0000 00:00:1796185118.201683   16372 port.cc:153] oneDNN custom operations are on. ..."
+TF_CPP_LOG = re.compile(r"^(?P<severity>[IWEF])\d{4} \d\d:\d\d:\d+\.\d+ +\d+ (?P<source>\S+:\d+)\] ", re.M)
+# Abseil's notice, printed before the first C++ log line of each TensorFlow shared library.
+TF_ABSL_PREINIT = re.compile(r"^WARNING: All log messages before absl::InitializeLog\(\) is called", re.M)
