@@ -133,7 +133,7 @@ class ProjectReport:
 
     def serving_event(self, runner: Runner) -> str:
         url = self.tensorboard_url(runner) or "(starting)"
-        return f"every Job finished; TensorBoard keeps serving at {url} until Ctrl-C"
+        return f"every Job finished; TensorBoard keeps serving at {url} (press Ctrl-C to stop)"
 
     def tensorboard_url(self, runner: Runner) -> str | None:
         urls = [r.ready_url for r in runner.records if r.ready_url]
