@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m model", description="Distributed MNIST training (MLP and LeNet-5) with "
         "tf.distribute.MultiWorkerMirroredStrategy.",
         epilog=ENV_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,evaluate,export}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,evaluate,export,predict}")
 
     t = sub.add_parser("train", help="train (one worker, or one of several via TF_CONFIG)",
                        epilog=ENV_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -227,6 +227,19 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--overwrite", action="store_true", help="replace a previous export (a "
                    "directory holding anything else is refused, as is one inside the model dir)")
     _add_log_level(x)
+
+    p = sub.add_parser("predict", help="the digit an exported model sees in each image",
+                       description="Print the digit an exported model sees in each PNG or JPEG image "
+                       "(any size, dark on light or light on dark: each is converted the way the MNIST "
+                       "digits were, see model/predict.py), one line per image: "
+                       "'predict | digit D | probability P | IMAGE'.",
+                       epilog="An image that cannot be used (missing, unreadable, not a PNG or JPEG, "
+                       "corrupt, blank) gets an 'error: IMAGE: ...' line on stderr; the other images are "
+                       "still predicted, and the exit code is 2.")
+    p.add_argument("--export-dir", required=True, help="a directory `python -m model export` (or "
+                   "evaluate --export-best-to) wrote, local or gs://")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or JPEG files")
+    _add_log_level(p)
     return parser
 
 
@@ -327,13 +340,22 @@ def _export(args) -> int:
     return EXIT_OK
 
 
+def _predict(args) -> int:
+    logging_setup.import_tensorflow()
+    from model.predict import run
+
+    return EXIT_OK if run(args.export_dir, args.images) else EXIT_CONFIG_ERROR
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging_setup.configure(args.log_level)  # before TensorFlow is imported
     # Before TensorFlow allocates anything (see model/allocator.py).
-    log.info("malloc | %s", keep_freed_memory())
+    if args.command != "predict":  # a one-shot look-up needs neither the tuning nor its line
+        log.info("malloc | %s", keep_freed_memory())
     try:
-        return {"train": _train, "evaluate": _evaluate, "export": _export}[args.command](args)
+        return {"train": _train, "evaluate": _evaluate, "export": _export,
+                "predict": _predict}[args.command](args)
     except MnistTrainError as e:
         print(log_lines.ERROR_FORMAT % (e,), file=sys.stderr, flush=True)
         return EXIT_CONFIG_ERROR

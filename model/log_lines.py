@@ -126,6 +126,12 @@ CONFIG_MODEL_DIR = re.compile(r"^config \| (?:.* )?model_dir=(?P<path>\S+)", re.
 # `json.dumps(event, sort_keys=True)`); `event` is "eval" or "final". Parse `json` with json.loads.
 EVAL_EVENT = re.compile(r'^(?P<json>\{.*"event":\s*"(?P<event>\w+)".*\})\s*$', re.M)
 
+# --- `python -m model predict` (model/predict.py): one line per image, on stdout; the path last
+# (it may hold spaces), the probability of the predicted digit.
+PREDICTION_FORMAT = "predict | digit %d | probability %.4f | %s"
+PREDICTION = re.compile(r"^predict \| digit (?P<digit>\d) \| probability (?P<probability>[\d.]+) \| "
+                        r"(?P<path>.+)$", re.M)
+
 # --- TensorFlow's own lines (not the project's): what model/logging_setup.py keeps out of the logs.
 # A C++ log line (Abseil/glog format), e.g.
 # "I0000 00:00:1796185118.201683   16372 port.cc:153] oneDNN custom operations are on. ..."
