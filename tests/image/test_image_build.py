@@ -39,7 +39,7 @@ def test_image_builds_on_the_local_base(built_image):
 def test_help_runs_as_the_non_root_user(built_image):
     proc = podman.run("run", "--rm", "--network", "none", built_image["tag"], "--help")
     assert "usage: python -m model" in proc.stdout
-    assert "{train,evaluate,export}" in proc.stdout
+    assert "{train,evaluate,export,predict}" in proc.stdout
     ids = podman.run("run", "--rm", "--network", "none", "--entrypoint", "id", built_image["tag"]).stdout
     assert re.search(r"uid=1000\b", ids) and re.search(r"gid=1000\b", ids), ids
     sub = podman.run("run", "--rm", "--network", "none", built_image["tag"], "train", "--help").stdout
