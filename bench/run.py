@@ -228,6 +228,11 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     print(f"wrote {json_path.relative_to(REPO_ROOT)} and {md_path.relative_to(REPO_ROOT)} "
           f"({results['seconds'] / 60:.1f} min)", flush=True)
+    from bench import plots  # the figures as PNGs beside results.json (matplotlib)
+    try:
+        plots.render(json_path)
+    except ImportError as e:
+        print(f"plots | skipped: {e} (pip install -e '.[test]')", flush=True)
     return 1 if failed else 0
 
 
