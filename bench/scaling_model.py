@@ -22,10 +22,9 @@ from mnistctl import scaling as model
 
 CORES = 2  # the measured machine's; the runs pin to cores 0 and 1
 WORKER_COUNTS = (2, 4, 8)
-STEPS = {  # model -> (warm-up steps, measured steps); progress windows are 100 steps
-    False: {"mlp": (200, 300), "lenet5": (100, 200)},
-    True: {"mlp": (100, 100), "lenet5": (100, 100)},  # --quick
-}
+# model -> (warm-up steps, measured steps, progress window): short windows, as 8 workers
+# share 2 cores (a LeNet-5 step then takes 4 one-core steps and the exchange).
+STEPS = {"mlp": (100, 200, 50), "lenet5": (40, 40, 20)}
 GPU_COUNTS = (8, 16, 64, 128, 256, 512, 1000)
 GPU_BATCHES = (100, 1000, 10000)
 LINKS_GBPS = (25, 100, 400, 3200)  # 3200: 8 x 400 Gb/s, one NIC per GPU as on a DGX H200
@@ -43,13 +42,28 @@ def loopback_features(network: str, workers: int, wire: str = "float32") -> tupl
     return 2.0 * (workers - 1), 2.0 * (workers - 1) * nbytes / workers
 
 
-def fit_loopback(points: list[dict]) -> model.Link:
-    """Least-squares latency and 1/bandwidth from points {network, workers, one_s, step_s}.
+def bench_points(results: dict) -> list[dict]:
+    """The all-reduce points of a full `make bench` run's 2-worker scaling section (1 worker on
+    core 0 vs 2 workers on cores 0 and 1, quiet machine), as fit_loopback's points."""
+    points = []
+    for row in results["sections"]["scaling"]["rows"]:
+        n = row["numbers"]
+        network = row["id"].split(".")[1]
+        if model.exchange_for(network, n["batch"], 2, n["exchange"]).factored:
+            continue  # the factors plan's cost is not the ring's
+        points.append({"network": network, "workers": 2, "batch": n["batch"], "wire": n["dtype"],
+                       "one_s": n["batch"] / n["one"], "step_s": 2 * n["batch"] / n["two"]})
+    return points
 
-    Each point's exchange time is its measured step minus the modelled compute.
-    """
-    rows = [(*loopback_features(p["network"], p["workers"]),
-             p["step_s"] - cpu_compute_s(p["one_s"], p["workers"])) for p in points]
+
+def fit_loopback(points: list[dict]) -> model.Link:
+    """Least-squares latency and 1/bandwidth from points {network, workers, one_s, step_s[, batch,
+    wire]}: each point's exchange time is its measured step minus the modelled compute."""
+    rows = []
+    for p in points:  # weighted by 1/step: the fit minimises relative errors, as they are judged
+        a, b = loopback_features(p["network"], p["workers"], p.get("wire", "float32"))
+        y = p["step_s"] - cpu_compute_s(p["one_s"], p["workers"])
+        rows.append((a / p["step_s"], b / p["step_s"], y / p["step_s"]))
     saa = sum(a * a for a, _, _ in rows)
     sab = sum(a * b for a, b, _ in rows)
     sbb = sum(b * b for _, b, _ in rows)
@@ -64,15 +78,18 @@ def fit_loopback(points: list[dict]) -> model.Link:
     return model.Link(bytes_per_s=1 / inverse_bw, latency_s=latency)
 
 
-def predict_loopback(link: model.Link, network: str, workers: int, one_s: float) -> model.Prediction:
+def predict_loopback(link: model.Link, network: str, workers: int, one_s: float, *, batch: int = 100,
+                     wire: str = "float32") -> model.Prediction:
     cluster = model.Cluster(workers, workers, link)
-    return model.predict(network, 100, cluster, cpu_compute_s(one_s, workers), plan="all-reduce")
+    return model.predict(network, batch, cluster, cpu_compute_s(one_s, workers), plan="all-reduce",
+                         wire=wire)
 
 
 def compare(points: list[dict], link: model.Link) -> list[dict]:
     out = []
     for p in points:
-        predicted = predict_loopback(link, p["network"], p["workers"], p["one_s"]).step_s
+        predicted = predict_loopback(link, p["network"], p["workers"], p["one_s"],
+                                     batch=p.get("batch", 100), wire=p.get("wire", "float32")).step_s
         out.append({**p, "predicted_s": predicted, "error": predicted / p["step_s"] - 1})
     return out
 
@@ -120,13 +137,16 @@ def batch_table() -> str:
 
 # --- the bench section (measures: imports the harness lazily) ----------------------------------
 
-def _step_seconds(ctx, network: str, workers: int, warm: int, steps: int) -> tuple[dict, float]:
+def _step_seconds(ctx, network: str, workers: int, warm: int, steps: int,
+                  window: int) -> tuple[dict, float]:
     from bench.runs import run_training
     from bench.sections import NEVER
 
     runs = run_training(ctx, f"scaling-model-{network}-{workers}w", network, warm + steps,
                         timeout=1800, workers=workers, cpus=[str(i % CORES) for i in range(workers)],
-                        extra=["--save-checkpoints-steps", NEVER, "--gradient-exchange", "all-reduce"])
+                        extra=["--save-checkpoints-steps", NEVER, "--gradient-exchange", "all-reduce",
+                               "--log-every-steps", str(window), "--save-summaries-steps", str(window),
+                               "--steps-per-loop", str(window)])
     rate = runs[0].steady_rate(warm)
     if workers > 1 and len({r.done["weights_sha256"] for r in runs}) != 1:
         from bench.procs import BenchError
@@ -140,13 +160,13 @@ def section(ctx, plan, models: list[str]) -> dict:
 
     points = []
     for network in models:
-        warm, steps = STEPS[ctx.quick][network]
+        warm, steps, window = STEPS[network]
         measured = {}
         for workers in (1, *WORKER_COUNTS):
             ctx.say(f"   scaling model: {network}, {workers} worker(s) pinned round-robin to "
                     f"{min(workers, CORES)} core(s), batch 100, all-reduce: {warm} + {steps} steps")
             best = _least_contended(_measure(ctx, functools.partial(
-                _step_seconds, ctx, network, workers, warm, steps)))
+                _step_seconds, ctx, network, workers, warm, steps, window)))
             measured[workers] = best
             ctx.say(f"      {best['step_s'] * 1e3:.1f} ms per step "
                     f"(other processes used {best['foreign_cores']:.2f} cores meanwhile)")
@@ -154,7 +174,29 @@ def section(ctx, plan, models: list[str]) -> dict:
             points.append({"network": network, "workers": workers, "one_s": measured[1]["step_s"],
                            "step_s": measured[workers]["step_s"],
                            "foreign_cores": measured[workers]["foreign_cores"]})
-    link = fit_loopback(points)
+    return evaluate(points, _quiet_two_worker_points(ctx))
+
+
+def _quiet_two_worker_points(ctx) -> list[dict]:
+    """The 2-worker all-reduce points of this run's (or the last run's) scaling section."""
+    from bench import report
+    from bench.run import RESULTS
+
+    previous = report.load(RESULTS / ("results-quick.json" if ctx.quick else "results.json")) or {}
+    try:
+        return bench_points(previous)
+    except KeyError:
+        return []
+
+
+def evaluate(points: list[dict], quiet: list[dict]) -> dict:
+    """Rows of predicted against measured step times. With 2-worker points from `make bench`'s
+    scaling section (`quiet`), the loopback link is fitted on those and the 2/4/8-worker
+    measurements are predicted as held-out points; else it is fitted on the points themselves."""
+    link = fit_loopback(quiet) if quiet else fit_loopback(points)
+    own = fit_loopback(points)
+    how = ("fitted on the scaling section's 2-worker all-reduce runs (held out: these)" if quiet
+           else "fitted on these points")
     rows = []
     for c in compare(points, link):
         within = abs(c["error"]) <= TOLERANCE
@@ -168,12 +210,15 @@ def section(ctx, plan, models: list[str]) -> dict:
             "target": f"within {TOLERANCE:.0%}", "status": "PASS" if within else "MISS",
             "notes": (f"compute {cpu_compute_s(c['one_s'], c['workers']) * 1e3:.1f} ms "
                       f"(1 worker {c['one_s'] * 1e3:.1f} ms x {max(1, c['workers'] / CORES):g}) + "
-                      f"ring all-reduce 2(n-1) messages at a fitted {link.latency_s * 1e6:.0f} us "
-                      f"and {link.bytes_per_s / 1e9:.2f} GB/s; other processes used "
-                      f"{c['foreign_cores']:.2f} cores"),
+                      f"ring all-reduce of 2(n-1) messages at {link.latency_s * 1e6:.0f} us and "
+                      f"{link.bytes_per_s / 1e9:.2f} GB/s, {how}; other processes used "
+                      f"{c.get('foreign_cores', 0):.2f} cores"),
             "numbers": c})
     return {"rows": rows, "details": {
         "loopback_latency_s": link.latency_s, "loopback_bytes_per_s": link.bytes_per_s,
+        "fitted_on": how, "quiet_points": compare(quiet, link) if quiet else [],
+        "own_fit": {"latency_s": own.latency_s, "bytes_per_s": own.bytes_per_s,
+                    "points": compare(points, own)},
         "points": points, "gpu_table": gpu_table(), "options_table": options_table(),
         "batch_for_0.8": batch_table()}}
 

@@ -148,3 +148,21 @@ def test_two_replicas_gather_everything_in_one_collective_more_need_two():
     three = scaling.exchange_for("mlp", 100, 3, "factors")
     assert (three.gathered, three.reduced) == (100 * (1284 + 510), 500 + 10)
     assert three.extra_flops == 2 * 2 * 100 * (784 * 500 + 500 * 10)
+
+
+def test_the_quiet_two_worker_points_come_from_the_bench_scaling_rows_without_factors():
+    def row(network, batch, exchange, dtype, one, two):
+        return {"id": f"scaling.{network}.x", "numbers": {"batch": batch, "exchange": exchange,
+                                                          "dtype": dtype, "one": one, "two": two}}
+    results = {"sections": {"scaling": {"rows": [
+        row("mlp", 100, "auto", "float32", 37000, 31000),        # factors at 2 x 100: left out
+        row("mlp", 100, "all-reduce", "bfloat16", 37000, 29000),
+        row("lenet5", 400, "auto", "float32", 1478, 2814),       # all-reduce at 2 x 400
+    ]}}}
+    points = bench_model.bench_points(results)
+    assert [(p["network"], p["batch"], p["wire"]) for p in points] == [
+        ("mlp", 100, "bfloat16"), ("lenet5", 400, "float32")]
+    assert points[1]["one_s"] == pytest.approx(400 / 1478)
+    assert points[1]["step_s"] == pytest.approx(800 / 2814)
+    held_out = bench_model.evaluate(points, points)
+    assert [r["id"] for r in held_out["rows"]] == ["scaling_model.mlp.2w", "scaling_model.lenet5.2w"]
