@@ -4,9 +4,11 @@ Calibration (`python -m bench.run --only scaling_model`): the MLP and LeNet-5 at
 per worker, `--gradient-exchange all-reduce`, float32 on the wire, with 1 worker pinned to
 core 0 and with 2, 4 and 8 workers on 127.0.0.1 pinned round-robin to cores 0 and 1. With
 2 cores, N > 2 workers share them: each core runs N/2 workers' compute one after the other,
-so the model's compute per step is the pinned 1-worker step x N/2 (`cpu_compute_s`), and
-the loopback ring's latency and bandwidth are fitted (least squares) to what remains of
-the measured step times. Predicted against measured is reported per point.
+so the model's compute per step is the pinned 1-worker step x N/2 (`cpu_compute_s`). The
+loopback ring's latency and bandwidth are fitted (least squares on relative errors) to the
+`scaling` section's 2-worker all-reduce runs (1 and 2 workers at several batches, each on
+its own core), and these 2/4/8-worker runs are predicted as held-out points (`evaluate`).
+Predicted against measured is reported per point.
 
 Evaluation: the same formulas with the H200's measured LeNet-5 step times (a JAX
 measurement), NVLink inside a node and 25/100/400 Gb/s between nodes, 8 to 1,000 GPUs
