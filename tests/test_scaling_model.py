@@ -166,3 +166,12 @@ def test_the_quiet_two_worker_points_come_from_the_bench_scaling_rows_without_fa
     assert points[1]["step_s"] == pytest.approx(800 / 2814)
     held_out = bench_model.evaluate(points, points)
     assert [r["id"] for r in held_out["rows"]] == ["scaling_model.mlp.2w", "scaling_model.lenet5.2w"]
+
+
+def test_the_model_and_the_command_are_tensorflow_free():
+    """`mnistctl scaling` runs where the chart is installed from, without TensorFlow."""
+    code = ("import sys, mnistctl.cli, mnistctl.scaling, bench.scaling_model; "
+            "sys.exit('tensorflow' in sys.modules)")
+    run = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True,
+                         timeout=60, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert run.returncode == 0, run.stderr or "tensorflow was imported"
