@@ -28,11 +28,15 @@ def test_gpu_notes_print_the_scaling_command_with_the_chosen_values(renderer, ca
         training["computeDtype"])
     assert f"{16 * values['trainer']['gpusPerWorker']} GPU(s) at batch 1000 per worker" in text
 
+    assert args.gpus_per_node == 8
+    assert f"{values['trainer']['gpusPerWorker']} when each worker gets a node of its own" in text
+
     assert cli.main(argv[3:]) == 0
     printed = capsys.readouterr().out
     gpus = args.workers * args.gpus_per_worker
     expected = scaling.predict_gpu(gpus, args.batch // args.gpus_per_worker, args.link_gbps,
-                                   plan=args.exchange, wire=args.wire, compute=args.compute)
+                                   plan=args.exchange, wire=args.wire, compute=args.compute,
+                                   gpus_per_node=args.gpus_per_node)
     assert f"expected scaling efficiency {expected.efficiency:.2f}" in printed
 
 
