@@ -28,7 +28,7 @@ from model.config import NETWORK_NAMES
 from scripts.paths import REPO_ROOT
 
 RESULTS = REPO_ROOT / "bench" / "results"
-ALL = ("throughput", "scaling", "accuracy", "resources")
+ALL = ("throughput", "scaling", "accuracy", "resources", "scaling_model")
 KEEP_LOG_DIRS = 4
 
 # What TF_NUM_*_THREADS the pinned scaling runs get. Measured on the 2-core box
@@ -71,6 +71,14 @@ METHODS = {
         "and the final one). Test accuracy is final_metrics.json's test_accuracy (moving-average weights). "
         "The bfloat16 rows repeat the LeNet-5 run with `--compute-dtype bfloat16` (the evaluator "
         "scores in float32 as always)."),
+    "scaling_model": (
+        "the MLP and LeNet-5 at batch 100 per worker, `--gradient-exchange all-reduce`, float32 on "
+        "the wire: 1 worker pinned to core 0, then 2, 4 and 8 workers on 127.0.0.1 pinned "
+        "round-robin to cores 0 and 1; step time = N x 100 / worker 0's steady global rate. The "
+        "model (mnistctl/scaling.py): compute = the 1-worker step x N/2 (N workers share 2 cores) "
+        "+ a ring all-reduce of 2(N-1) messages, whose latency and bandwidth are fitted by least "
+        "squares to all points; predicted vs measured per point. details: the GPU tables "
+        "(bench/scaling_model.py)."),
     "resources": (
         "peak RSS = ru_maxrss from wait4 of each worker process of the 2-worker LeNet-5 run; "
         "evaluator time = restore + score 5,000 validation images with model.evaluate.CheckpointScorer "
@@ -193,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
                     out = sections.throughput(ctx, plan, models)
                 elif name == "scaling":
                     out = sections.scaling(ctx, plan, models, SCALING_ENV[args.scaling_threads], shared)
+                elif name == "scaling_model":
+                    out = sections.scaling_model(ctx, plan, models)
                 elif name == "accuracy":
                     out = sections.accuracy(ctx, plan, models, shared)
                 else:

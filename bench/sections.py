@@ -13,6 +13,7 @@ from pathlib import Path
 import functools
 
 from bench.procs import PYTHON, BenchError, CpuWindow, Proc, base_env, wait_all, wait_for_quiet
+from bench.scaling_model import section as scaling_model  # noqa: F401 (bench/run.py's section)
 from bench.runs import Context, eval_events, median, run_result_script, run_training, start_training
 from model import layout
 

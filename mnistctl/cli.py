@@ -14,6 +14,10 @@
              once training has started, the model dir holds a checkpoint. It
              reads the model dir (a read-only mount, or gs:// through
              model/gcs.py) and never calls the Kubernetes API.
+    scaling  the step time and scaling efficiency to expect for a number of
+             GPU workers, per-GPU batch and network (mnistctl/scaling.py's
+             model), and the per-GPU batch that reaches 0.8 when it is lower.
+             Needs no cluster.
 
 The first three talk to the Kubernetes API (mnistctl/kube.py says how they
 authenticate and what they need) and find the release's objects by the
@@ -33,6 +37,7 @@ from typing import TYPE_CHECKING
 
 from mnistctl.commands import cmd_check, cmd_logs, cmd_status, cmd_wait
 from mnistctl.release import DEFAULT_CHART_NAME
+from mnistctl.scaling import add_parser as add_scaling_parser, cmd_scaling
 from model.errors import EXIT_CONFIG_ERROR, EXIT_INTERRUPTED, MnistTrainError
 
 if TYPE_CHECKING:
@@ -45,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "2 bad usage / API unreachable / release not found, "
                                      "124 wait timed out",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{status,logs,wait,check}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{status,logs,wait,check,scaling}")
 
     def cluster_flags(p):
         p.add_argument("-n", "--namespace", help="default: the kubeconfig context's, or the pod's")
@@ -90,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--interval-secs", type=float, default=5.0)
     c.add_argument("--skip-if-not-started", action="store_true",
                    help="do not wait for a checkpoint when training has not started yet")
+    add_scaling_parser(sub)
     return parser
 
 
@@ -98,6 +104,8 @@ def main(argv: list[str] | None = None, api: KubeApi | None = None) -> int:
     try:
         if args.command == "check":  # reads the model dir only: no Kubernetes client needed
             return cmd_check(args)
+        if args.command == "scaling":  # arithmetic only
+            return cmd_scaling(args)
         from mnistctl import kube
 
         if api is None:

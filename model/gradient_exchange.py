@@ -34,12 +34,8 @@ import dataclasses
 import tensorflow as tf
 
 from model.config import GRADIENT_EXCHANGES
+from model.exchange_rule import factors_worth_it
 from model.networks import Network
-
-
-def factors_worth_it(fan_in: int, fan_out: int, rows: int, replicas: int) -> bool:
-    """Whether gathering factors moves at most half the bytes of all-reducing the gradient."""
-    return replicas * rows * (fan_in + fan_out) <= fan_in * fan_out
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,7 +20,8 @@ def test_python_m_mnistctl_runs():
     result = subprocess.run([sys.executable, "-m", "mnistctl", "--help"], cwd=REPO_ROOT, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert "usage: python -m mnistctl" in result.stdout and "{status,logs,wait,check}" in result.stdout
+    assert "usage: python -m mnistctl" in result.stdout
+    assert "{status,logs,wait,check,scaling}" in result.stdout
     result = subprocess.run([sys.executable, "-m", "mnistctl"], cwd=REPO_ROOT, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 2 and "arguments are required" in result.stderr
