@@ -35,8 +35,9 @@ from tests.multiworker import Proc, base_env, done_line, eval_steps, free_ports
 
 pytestmark = pytest.mark.slow
 
+MAX_STEPS = 400  # the SIGTERM comes at step <= 250 (see below): well before the end
 MLP_ARGS = ["--model", "mlp", "--save-checkpoints-steps", "100", "--log-every-steps", "50",
-            "--steps-per-loop", "50", "--max-steps", "300"]
+            "--steps-per-loop", "50", "--max-steps", str(MAX_STEPS)]
 
 
 class NamespaceProc(Proc):
@@ -107,7 +108,7 @@ def test_a_two_worker_run_on_gs_resumes_evaluates_and_exports_from_the_bucket(
         first[1].kill()
         assert first[0].wait(120) not in (0, EXIT_PREEMPTED)
         killed_at = max(ckpt_steps())
-        assert 100 <= killed_at < 300
+        assert 100 <= killed_at < 300  # the survivor cannot train on alone
 
         # Attempt 1: resumes from the bucket; SIGTERM to one worker stops both with a save.
         second = workers(1)
@@ -127,17 +128,17 @@ def test_a_two_worker_run_on_gs_resumes_evaluates_and_exports_from_the_bucket(
 
     assert [restored_step(w) for w in second] == [killed_at, killed_at]
     assert [restored_step(w) for w in third] == [preempted_at, preempted_at]
-    assert done_line(third[0]) == done_line(third[1]) and done_line(third[0])[0] == 300
+    assert done_line(third[0]) == done_line(third[1]) and done_line(third[0])[0] == MAX_STEPS
     final = objects()
     assert {"checkpoint", RUN_CONFIG, COMPLETE_MARKER}.issubset(final)
     assert LEASE_FILE not in final, "the lease was not released at the end"
     assert any(n.startswith("train/events.out.tfevents") for n in final), final
     assert any(n.startswith("eval/events.out.tfevents") for n in final), final
     steps = ckpt_steps()
-    assert steps[-1] == 300 and {killed_at, preempted_at} <= set(steps)
+    assert steps[-1] == MAX_STEPS and {killed_at, preempted_at} <= set(steps)
     assert eval_steps(evaluator) == steps  # each checkpoint in the bucket scored once, in order
     metrics = json.loads(bucket.blob(f"mnist/model/eval/{FINAL_METRICS}").download_as_bytes())
-    assert metrics["final_step"] == 300 and metrics["test_accuracy"] > 0.85
+    assert metrics["final_step"] == MAX_STEPS and metrics["test_accuracy"] > 0.85
     assert EXPORT_MARKER in objects("best/") and "saved_model.pb" in objects("best/")
 
     # Export to the bucket, and a second evaluator over a damaged and a half-vanished checkpoint.
@@ -160,5 +161,5 @@ def test_a_two_worker_run_on_gs_resumes_evaluates_and_exports_from_the_bucket(
         assert re.search(rf"eval \| skipping \S*ckpt-{step}\b", output), output[-3000:]
     assert eval_steps(again) == steps[2:]
     metrics2 = json.loads(bucket.blob(f"eval2/{FINAL_METRICS}").download_as_bytes())
-    assert metrics2["final_step"] == 300
+    assert metrics2["final_step"] == MAX_STEPS
     assert os.environ["STORAGE_EMULATOR_HOST"] == gcs_endpoint.direct_url
