@@ -28,7 +28,7 @@ from model.config import NETWORK_NAMES
 from scripts.paths import REPO_ROOT
 
 RESULTS = REPO_ROOT / "bench" / "results"
-ALL = ("throughput", "scaling", "accuracy", "resources", "scaling_model")
+ALL = ("throughput", "scaling", "accuracy", "resources", "scaling_model", "gcs_costs")
 KEEP_LOG_DIRS = 4
 
 # What TF_NUM_*_THREADS the pinned scaling runs get. Measured on the 2-core box
@@ -83,6 +83,12 @@ METHODS = {
         "peak RSS = ru_maxrss from wait4 of each worker process of the 2-worker LeNet-5 run; "
         "evaluator time = restore + score 5,000 validation images with model.evaluate.CheckpointScorer "
         "(as Evaluator.evaluate_checkpoint times it), steady state = not the first call."),
+    "gcs_costs": (
+        "bench/gcs_costs.py: tf.train.CheckpointManager save, the evaluator's poll (checkpoint state "
+        "file + glob) and restore of the MLP's training state (~4.8 MB), medians after the first, in "
+        "a local directory vs gs:// on fake-gcs-server behind a TLS front on loopback "
+        "(scripts/gcs_endpoint.py), with TensorFlow's GCS cache settings varied. An emulator on "
+        "loopback is not Cloud Storage latency (see the module docstring for what to expect)."),
 }
 
 
@@ -205,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
                     out = sections.scaling_model(ctx, plan, models)
                 elif name == "accuracy":
                     out = sections.accuracy(ctx, plan, models, shared)
+                elif name == "gcs_costs":
+                    out = sections.gcs_costs(ctx, plan)
                 else:
                     out = sections.resources(ctx, plan, SCALING_ENV[args.scaling_threads], shared)
             except BenchError as e:

@@ -52,6 +52,7 @@ class Plan:
     resources_steps: int  # the 2-worker LeNet-5 run when scaling did not provide one
     kernel_repeats: int  # calls per timing in bench/kernels.py
     scorer_repeats: int
+    gcs_repeats: int = 5  # saves/restores per directory in bench/gcs_costs.py
 
 
 FULL = Plan(
@@ -522,3 +523,10 @@ def resources(ctx: Context, plan: Plan, env_extra: dict[str, str], shared: dict)
                       f"evaluator max RSS {acc['evaluator_max_rss_mb']:.0f} MB"),
             "numbers": details["eval_seconds_during_training"]})
     return {"rows": rows, "details": details}
+
+
+def gcs_costs(ctx: Context, plan: Plan) -> dict:
+    """gs:// (local emulator) against a local directory: bench/gcs_costs.py."""
+    from bench import gcs_costs as costs
+
+    return costs.section(ctx, 3 if ctx.quick else plan.gcs_repeats)

@@ -63,3 +63,16 @@ def model_dir(trained_dir, tmp_path) -> pathlib.Path:
     copy = tmp_path / "model"
     shutil.copytree(trained_dir, copy)
     return copy
+
+
+@pytest.fixture(scope="module")
+def gcs_endpoint():
+    """A Cloud Storage endpoint for TensorFlow's gs:// and google-cloud-storage, for processes
+    started with its popen()/run() (scripts/gcs_endpoint.py); gone at the end of the module."""
+    from tests.gcs_endpoint import start_endpoint
+
+    endpoint = start_endpoint()
+    try:
+        yield endpoint
+    finally:
+        endpoint.close()
