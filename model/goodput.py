@@ -62,6 +62,7 @@ import logging
 import os
 import socket
 import statistics
+import sys
 import threading
 import time
 
@@ -121,8 +122,19 @@ def _is_remote(path: str) -> bool:
     return "://" in path
 
 
+def _without_tensorflow(path: str) -> bool:
+    """A gs:// path read by a program that has not imported TensorFlow (mnistctl): model/gcs.py."""
+    return path.startswith("gs://") and "tensorflow" not in sys.modules
+
+
 def _list(directory: str) -> list[str]:
     """The names in `directory` (none if it does not exist)."""
+    if _without_tensorflow(directory):
+        from model import gcs
+        uri = gcs.parse_uri(directory)
+        prefix = uri.object_name() + "/"
+        names = gcs._list_names(gcs.make_client(), uri)  # noqa: SLF001 - the module's own lister
+        return [n[len(prefix):] for n in names if "/" not in n[len(prefix):]]
     if _is_remote(directory):
         import tensorflow as tf
         return [n.rstrip("/") for n in tf.io.gfile.listdir(directory)] if tf.io.gfile.isdir(directory) else []
@@ -134,6 +146,9 @@ def _list(directory: str) -> list[str]:
 
 def _read(path: str) -> str | None:
     try:
+        if _without_tensorflow(path):
+            from model import gcs
+            return gcs.read_text(path)
         if _is_remote(path):
             import tensorflow as tf
             with tf.io.gfile.GFile(path, "r") as f:
@@ -296,7 +311,8 @@ class Recorder:
         self.ended = True
         try:
             self.file.flush()
-            summary = compute(read_events(layout.child(self.model_dir, layout.GOODPUT_DIR)))
+            summary = compute(read_events(layout.child(self.model_dir, layout.GOODPUT_DIR)),
+                          read_events(default_eval_record(self.model_dir)))
             write_summary(self.model_dir, summary)
         except Exception as e:  # noqa: BLE001 - the accounting must not fail a finished run
             log.warning("goodput | could not write %s: %s: %s", layout.GOODPUT_SUMMARY, type(e).__name__, e)
@@ -527,14 +543,22 @@ def read_summary(model_dir: str) -> dict | None:
     return summary if isinstance(summary, dict) else None
 
 
+def default_eval_record(model_dir: str) -> str:
+    """The evaluator's record under its default --eval-dir (<model-dir>/eval)."""
+    return layout.child(layout.child(model_dir, layout.EVAL_SUMMARY_DIR), layout.GOODPUT_DIR)
+
+
 def summary_of(model_dir: str, now: float | None = None) -> dict | None:
-    """goodput.json if training ended, else the goodput so far from the record; None if the
-    model dir has no record."""
+    """goodput.json if training ended (its eval_lag brought up to date from the evaluator's
+    record in the default eval dir), else the goodput so far; None if there is no record."""
+    events = read_events(layout.child(model_dir, layout.GOODPUT_DIR))
+    eval_events = read_events(default_eval_record(model_dir))
     summary = read_summary(model_dir)
     if summary is not None:
+        if eval_events:
+            summary["eval_lag"] = lag_stats(eval_lags(events, eval_events))
         return summary
-    events = read_events(layout.child(model_dir, layout.GOODPUT_DIR))
-    return compute(events, now=now if now is not None else time.time()) if events else None
+    return compute(events, eval_events, now=now if now is not None else time.time()) if events else None
 
 
 def scalars(summary: dict) -> dict[str, float]:
