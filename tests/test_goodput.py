@@ -208,3 +208,20 @@ def test_the_session_run_left_a_complete_record_goodput_json_and_scalars(trained
     tags.Reload()
     assert {"goodput/goodput", "goodput/badput_compile"} <= set(tags.Tags()["tensors"])
 
+
+
+def test_mnistctl_status_shows_goodput_from_the_model_dir_or_else_the_chiefs_line(tmp_path):
+    from mnistctl.status import render, summarize
+    from tests.mnistctl.api_shapes import NS, RELEASE, in_progress_release
+
+    snap = in_progress_release()
+    line = log_lines.GOODPUT_FORMAT % (0.9712, 41.2, 42.4, 2, "disruption", 0.0151)
+    chief = "mnist-train-trainer-0-7xk2p"
+    snap["logs"] = {**snap["logs"], chief: snap["logs"][chief] + "\n" + line + "\n"}
+    text = render(summarize(NS, RELEASE, **snap))
+    assert ("goodput      goodput 0.971 of 42.4 s over 2 attempt(s); largest badput disruption 1.5% "
+            "(from the chief's log)") in text
+    goodput.write_summary(str(tmp_path), goodput.compute(clean_record()))
+    text = render(summarize(NS, RELEASE, **snap, goodput_summary=goodput.summary_of(str(tmp_path))))
+    assert "goodput      goodput 0.158 of 19.0 s over 1 attempt(s); badput: " in text
+    assert "startup 26.3%" in text and "(from the model dir)" in text
