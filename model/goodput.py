@@ -8,7 +8,7 @@ needing a Cloud project or Cloud Logging):
     goodput = productive, preserved step time / the job's wall-clock time
 
 The job's wall time runs from the first attempt's process start to the end of training (the final
-checkpoint saved). Productive step time is the time of loop calls that trained steps, less the
+checkpoint saved); a run extended after it completed starts a new job. Productive step time is the time of loop calls that trained steps, less the
 tracing and compilation in the first call of each attempt; it is *preserved* if no later attempt
 restored from a checkpoint older than those steps (the final run's lineage). Badput is the rest, by
 cause (`CAUSES`; upstream's bucket in brackets):
@@ -429,6 +429,10 @@ def _step_intervals(attempt: list[dict]) -> list[dict]:
 def compute(events: list[dict], eval_events: list[dict] = (), now: float | None = None) -> dict:
     """Goodput and badput by cause from a record's events (see the module docstring)."""
     attempts = _attempts(events)
+    # A run extended after it completed (a larger --max-steps) is a new job: it starts after the
+    # last attempt that reached its end.
+    ended = [n for n, a in enumerate(attempts[:-1]) if any(e["event"] == "train_end" for e in a)]
+    attempts = attempts[ended[-1] + 1:] if ended else attempts
     if not attempts:
         return {"goodput": None, "complete": False, "attempts": 0, "wall_secs": 0.0,
                 "productive_secs": 0.0, "badput_secs": dict.fromkeys(CAUSES, 0.0),

@@ -93,6 +93,14 @@ def test_a_sigterm_saves_first_so_nothing_is_wasted_and_the_disruption_is_named(
     assert s["badput_secs"]["disruption"] == pytest.approx(25.0 - 19.1)
 
 
+def test_a_run_extended_after_it_completed_is_measured_from_the_extension():
+    c = "C"
+    record = [*clean_record(), *start_phases(c, 1000.0), ev(c, "restored", 1010.0, step=300),
+              steps(c, 300, 400, 1010.0, 1013.0, compile=True), ev(c, "train_end", 1013.0, step=400)]
+    s = goodput.compute(record)
+    assert s["attempts"] == 1 and s["wall_secs"] == 13.0 and s["badput_secs"]["disruption"] == 0
+
+
 def test_a_torn_last_line_is_skipped_and_the_rest_of_the_record_counts(tmp_path):
     record_dir = tmp_path / layout.GOODPUT_DIR
     record_dir.mkdir()
