@@ -8,10 +8,11 @@ needing a Cloud project or Cloud Logging):
     goodput = productive, preserved step time / the job's wall-clock time
 
 The job's wall time runs from the first attempt's process start to the end of training (the final
-checkpoint saved); a run extended after it completed starts a new job. Productive step time is the time of loop calls that trained steps, less the
-tracing and compilation in the first call of each attempt; it is *preserved* if no later attempt
-restored from a checkpoint older than those steps (the final run's lineage). Badput is the rest, by
-cause (`CAUSES`; upstream's bucket in brackets):
+checkpoint saved); a run extended after it completed starts a new job. Productive step time is
+the time of loop calls that trained steps, less the tracing and compilation in the first call of
+each attempt; it is *preserved* if no later attempt restored from a checkpoint older than those
+steps (the final run's lineage). Badput is the rest, by cause (`CAUSES`; upstream's bucket in
+brackets):
 
     startup          process start -> the training library (TensorFlow) imported   [PROGRAM_STARTUP,
                                                                                      accelerator init]
