@@ -22,13 +22,14 @@ import traceback
 from pathlib import Path
 
 from bench import machine, report, sections
+from bench import goodput as bench_goodput
 from bench.procs import BenchError, kill_all
 from bench.runs import Context
 from model.config import NETWORK_NAMES
 from scripts.paths import REPO_ROOT
 
 RESULTS = REPO_ROOT / "bench" / "results"
-ALL = ("throughput", "scaling", "accuracy", "resources")
+ALL = ("throughput", "scaling", "accuracy", "resources", "goodput")
 KEEP_LOG_DIRS = 4
 
 # What TF_NUM_*_THREADS the pinned scaling runs get. Measured on the 2-core box
@@ -75,6 +76,7 @@ METHODS = {
         "peak RSS = ru_maxrss from wait4 of each worker process of the 2-worker LeNet-5 run; "
         "evaluator time = restore + score 5,000 validation images with model.evaluate.CheckpointScorer "
         "(as Evaluator.evaluate_checkpoint times it), steady state = not the first call."),
+    "goodput": bench_goodput.METHOD,
 }
 
 
@@ -195,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
                     out = sections.scaling(ctx, plan, models, SCALING_ENV[args.scaling_threads], shared)
                 elif name == "accuracy":
                     out = sections.accuracy(ctx, plan, models, shared)
+                elif name == "goodput":
+                    out = sections.goodput(ctx, plan)
                 else:
                     out = sections.resources(ctx, plan, SCALING_ENV[args.scaling_threads], shared)
             except BenchError as e:

@@ -521,3 +521,10 @@ def resources(ctx: Context, plan: Plan, env_extra: dict[str, str], shared: dict)
                       f"evaluator max RSS {acc['evaluator_max_rss_mb']:.0f} MB"),
             "numbers": details["eval_seconds_during_training"]})
     return {"rows": rows, "details": details}
+
+
+# --- 5. goodput (bench/goodput.py) ----------------------------------------------------------------
+
+def goodput(ctx: Context, plan: Plan) -> dict:
+    from bench import goodput as bench_goodput
+    return bench_goodput.goodput(ctx, quick=plan is QUICK)
