@@ -258,7 +258,11 @@ class Recorder:
         start = min(self.marks.values(), default=time.time())
         self.attempt = f"{int(start * 1000):013d}-{socket.gethostname()}-{os.getpid()}"
         self.model_dir = model_dir
-        self.file = RecordFile(layout.child(model_dir, layout.GOODPUT_DIR), self.attempt + ".jsonl")
+        try:
+            self.file = RecordFile(layout.child(model_dir, layout.GOODPUT_DIR), self.attempt + ".jsonl")
+        except Exception as e:  # noqa: BLE001 - the record must never stop training
+            log.warning("goodput | cannot keep a record in %s: %s: %s", model_dir, type(e).__name__, e)
+            return
         for name, _ in PHASES:
             if name in self.marks:
                 self.event(name, at=self.marks[name])
@@ -371,11 +375,15 @@ _evaluator_files: dict[str, RecordFile] = {}
 
 def eval_printed(eval_dir: str, step: int) -> None:
     """The evaluator printed checkpoint `step`'s accuracy line now."""
-    record = _evaluator_files.get(eval_dir)
-    if record is None:
-        name = f"{EVALUATOR_PREFIX}{int(process_start_time() * 1000):013d}-{os.getpid()}.jsonl"
-        record = _evaluator_files[eval_dir] = RecordFile(layout.child(eval_dir, layout.GOODPUT_DIR), name)
-    record.add({"v": VERSION, "event": "eval_printed", "step": step, "time": round(time.time(), 4)})
+    try:
+        record = _evaluator_files.get(eval_dir)
+        if record is None:
+            name = f"{EVALUATOR_PREFIX}{int(process_start_time() * 1000):013d}-{os.getpid()}.jsonl"
+            record = _evaluator_files[eval_dir] = RecordFile(layout.child(eval_dir, layout.GOODPUT_DIR),
+                                                             name)
+        record.add({"v": VERSION, "event": "eval_printed", "step": step, "time": round(time.time(), 4)})
+    except Exception as e:  # noqa: BLE001 - the record must never stop the evaluator
+        log.warning("goodput | cannot record in %s: %s: %s", eval_dir, type(e).__name__, e)
 
 
 def eval_lags(events: list[dict], eval_events: list[dict]) -> list[tuple[int, float]]:
@@ -402,9 +410,13 @@ def lag_stats(lags: list[tuple[int, float]]) -> dict:
 
 def final_metrics_fields(model_dir: str, eval_dir: str) -> dict:
     """What the evaluator's final metrics add: the run's goodput and its own lag."""
-    summary = read_summary(model_dir) or {}
-    events = read_events(layout.child(model_dir, layout.GOODPUT_DIR))
-    lags = eval_lags(events, read_events(layout.child(eval_dir, layout.GOODPUT_DIR)))
+    try:
+        summary = read_summary(model_dir) or {}
+        events = read_events(layout.child(model_dir, layout.GOODPUT_DIR))
+        lags = eval_lags(events, read_events(layout.child(eval_dir, layout.GOODPUT_DIR)))
+    except Exception as e:  # noqa: BLE001 - the final metrics matter more than their goodput
+        log.warning("goodput | cannot read the goodput record: %s: %s", type(e).__name__, e)
+        return {"goodput": None, "eval_lag": None}
     return {"goodput": summary.get("goodput"), "eval_lag": lag_stats(lags)}
 
 

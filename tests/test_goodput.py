@@ -233,3 +233,11 @@ def test_mnistctl_status_shows_goodput_from_the_model_dir_or_else_the_chiefs_lin
     text = render(summarize(NS, RELEASE, **snap, goodput_summary=goodput.summary_of(str(tmp_path))))
     assert "goodput      goodput 0.158 of 19.0 s over 1 attempt(s); badput: " in text
     assert "startup 26.3%" in text and "(from the model dir)" in text
+
+
+def test_a_record_that_cannot_be_written_never_stops_training_or_evaluation(tmp_path, fresh_marks, caplog):
+    (tmp_path / layout.GOODPUT_DIR).write_text("a file where the record's directory should be")
+    run_recorder(str(tmp_path))  # raises nothing
+    goodput.eval_printed(str(tmp_path), 10)
+    assert not (tmp_path / layout.GOODPUT_SUMMARY).exists()
+    assert sum("goodput | cannot" in r.getMessage() for r in caplog.records) == 2
