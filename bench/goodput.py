@@ -32,7 +32,8 @@ RUN_TIMEOUT = {"full": 3 * 3600, "quick": 1800}
 METHOD = (
     "three runs of the chart's default values (LeNet-5, 2 workers, evaluator, TensorBoard) through the "
     "local runner's process launcher: clean; `--fault kill:worker=1:step=N`; `--fault term:worker=1:step=N` "
-    "(N random, not a checkpoint step, recorded in the details). Goodput and its breakdown are the "
+    "(N a random progress-line step that is not a checkpoint step: the runner fires a step fault "
+    "at the first progress line at or after N). Goodput and its breakdown are the "
     "run's goodput.json (model/goodput.py: preserved productive step time / the job's wall time from "
     "the first trainer process start to the final checkpoint; badput causes after Google's "
     "ml-goodput-measurement). The evaluator's lag is from its final_metrics.json: the chief's save of a "
@@ -68,12 +69,17 @@ def _one_run(ctx: Context, label: str, settings: list[str], fault: str | None) -
             "load_average": list(os.getloadavg())}
 
 
+# The runner fires a step fault at the first progress line at or after the step, and the chart
+# logs one every 100 steps: a fault step is a multiple of this.
+PROGRESS_EVERY = 100
+
+
 def _random_step(rng: random.Random, max_steps: int, every: int) -> int:
-    """A step in the middle 80% of the run that is not a checkpoint step (nor next to one: a
-    kill there races the chief's save)."""
+    """A progress-line step in the middle 80% of the run that is not a checkpoint step (a fault
+    there would race the chief's save and lose nothing)."""
     while True:
-        step = rng.randrange(int(max_steps * 0.1), int(max_steps * 0.9))
-        if 20 < step % every < every - 20:
+        step = rng.randrange(int(max_steps * 0.1), int(max_steps * 0.9)) // PROGRESS_EVERY * PROGRESS_EVERY
+        if step > 0 and step % every:
             return step
 
 
