@@ -7,7 +7,7 @@ from pathlib import Path
 
 from model.atomic_write import write_json_atomically
 
-SECTION_ORDER = ("throughput", "scaling", "accuracy", "resources", "scaling_model", "gcs_costs")
+SECTION_ORDER = ("throughput", "scaling", "accuracy", "resources", "goodput", "scaling_model", "gcs_costs")
 QUICK_BANNER = ("**QUICK MODE: a smoke test of the harness with short schedules. These are NOT the "
                 "real figures; PASS/MISS below says nothing about the targets.**")
 

@@ -530,3 +530,10 @@ def gcs_costs(ctx: Context, plan: Plan) -> dict:
     from bench import gcs_costs as costs
 
     return costs.section(ctx, 3 if ctx.quick else plan.gcs_repeats)
+
+
+# --- 5. goodput (bench/goodput.py) ----------------------------------------------------------------
+
+def goodput(ctx: Context, plan: Plan) -> dict:
+    from bench import goodput as bench_goodput
+    return bench_goodput.goodput(ctx, quick=plan is QUICK)

@@ -5,7 +5,9 @@
              configuration error...); the newest checkpoint step (from the
              chief's log, the evaluator's, or the model dir with --model-dir);
              the evaluator's latest accuracy (from its log); the TensorBoard
-             Service. `-o json` for scripts.
+             Service; the run's goodput (the model dir's goodput.json or, while
+             training, its goodput record; else the chief's goodput line).
+             `-o json` for scripts.
     logs     print (-f: follow) the evaluator's log, or worker N's (--worker N),
              or TensorBoard's; follows a replacement pod when one appears.
     wait     block until the trainer succeeded and the evaluator finished;
@@ -65,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("status", help="trainer pods, checkpoint, accuracy, TensorBoard")
     cluster_flags(s)
-    s.add_argument("--model-dir", help="also read the newest checkpoint from this model dir "
+    s.add_argument("--model-dir", help="also read the newest checkpoint and the goodput from this model dir "
                    "(a local path, e.g. a mounted claim, or gs://)")
     s.add_argument("-o", "--output", choices=["text", "json"], default="text")
 

@@ -13,6 +13,7 @@ from model import log_lines
 
 _SAVED, _RESTORED, _SIGTERM = log_lines.TRAIN_SAVED, log_lines.TRAIN_RESTORED, log_lines.TRAIN_PREEMPTED
 _DONE, _PROGRESS = log_lines.TRAIN_DONE, log_lines.TRAIN_PROGRESS
+_GOODPUT = log_lines.GOODPUT
 _EVAL, _TEST = log_lines.EVAL_VALIDATION, log_lines.EVAL_TEST
 
 
@@ -26,6 +27,9 @@ class Progress:
     eval_accuracy: float | None = None
     test_accuracy: float | None = None
     final_step: int | None = None
+    # The run's goodput: goodput.json (model/goodput.py) when the model dir was read, else the
+    # chief's goodput line: goodput, wall_secs, attempts and the largest badput's cause and share.
+    goodput: dict | None = None
 
 
 def parse_trainer_log(text: str, progress: Progress) -> Progress:
@@ -40,6 +44,11 @@ def parse_trainer_log(text: str, progress: Progress) -> Progress:
             progress.step = max(progress.step or 0, int(m["step"]))
         if _DONE.search(line):
             progress.training_done = True
+        m = _GOODPUT.search(line)
+        if m:
+            progress.goodput = {"goodput": float(m["goodput"]), "wall_secs": float(m["wall"]),
+                                "attempts": int(m["attempts"]), "largest_badput": m["cause"],
+                                "largest_badput_share": float(m["share"]), "source": "chief's log"}
     return progress
 
 

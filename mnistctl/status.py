@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from mnistctl.model_dir import newest_checkpoint
+from model import goodput
 from mnistctl.objects import (PodInfo, ServiceInfo, WorkloadInfo, custom_info, job_info, pod_info,
                               service_info)
 from mnistctl.progress import Progress, error_line, newer_checkpoint, parse_evaluator_log, parse_trainer_log
@@ -48,9 +49,11 @@ def _sort_pods(pods: list[PodInfo]) -> list[PodInfo]:
 
 def summarize(namespace: str, release: str, *, pods: Iterable, jobs: Iterable = (),
               jobsets: Iterable[dict] = (), tfjobs: Iterable[dict] = (), services: Iterable = (),
-              logs: dict[str, str] | None = None, model_dir_step: int | None = None) -> ReleaseStatus:
-    """Turn API objects (kubernetes.client models; JobSet/TFJob as dicts) and
-    the logs read for some pods (by pod name) into a ReleaseStatus."""
+              logs: dict[str, str] | None = None, model_dir_step: int | None = None,
+              goodput_summary: dict | None = None) -> ReleaseStatus:
+    """Turn API objects (kubernetes.client models; JobSet/TFJob as dicts), the logs read
+    for some pods (by pod name) and what the model dir holds (its newest checkpoint, its
+    goodput: model/goodput.py's summary) into a ReleaseStatus."""
     logs = logs or {}
     infos = [pod_info(p) for p in pods]
     for info in infos:
@@ -85,6 +88,8 @@ def summarize(namespace: str, release: str, *, pods: Iterable, jobs: Iterable = 
             parse_evaluator_log(logs[info.name], progress)
     if model_dir_step is not None:
         newer_checkpoint(progress, model_dir_step, "model dir")
+    if goodput_summary is not None and goodput_summary.get("goodput") is not None:
+        progress.goodput = {**goodput_summary, "source": "model dir"}
     tb_pods = by_component.get("tensorboard", [])
     tensorboard = [service_info(s, tb_pods) for s in services]
     return ReleaseStatus(namespace, release, trainer, evaluator, trainer_pods, evaluator_pods,
@@ -149,9 +154,19 @@ def render(status: ReleaseStatus) -> str:
                      f"{tb.port}:{tb.port}")
     if not status.tensorboard:
         lines.append("tensorboard  no Service")
+    if p.goodput:
+        lines.append(f"goodput      {_goodput_text(p.goodput)}")
     v = verdict(status)
     lines.append(f"verdict      {'done' if v.done else 'FAILED' if v.failed else 'in progress'}: {v.reason}")
     return "\n".join(lines)
+
+
+def _goodput_text(summary: dict) -> str:
+    if "badput_shares" in summary:  # the whole summary, from the model dir
+        return goodput.describe(summary) + f" (from the {summary['source']})"
+    return (f"goodput {summary['goodput']:.3f} of {summary['wall_secs']:.1f} s over "
+            f"{summary['attempts']} attempt(s); largest badput {summary['largest_badput']} "
+            f"{summary['largest_badput_share']:.1%} (from the {summary['source']})")
 
 
 def _pod_table(pods: list[PodInfo]) -> list[str]:
@@ -189,4 +204,5 @@ def collect(api: KubeApi, namespace: str, release: str, *, chart: str = DEFAULT_
                     logs[info.name] = text
     model_dir_step = newest_checkpoint(model_dir) if model_dir else None
     return summarize(namespace, release, pods=pods, jobs=jobs, jobsets=jobsets, tfjobs=tfjobs,
-                     services=services, logs=logs, model_dir_step=model_dir_step)
+                     services=services, logs=logs, model_dir_step=model_dir_step,
+                     goodput_summary=goodput.summary_of(model_dir) if model_dir else None)

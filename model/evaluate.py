@@ -31,7 +31,7 @@ import uuid
 
 import tensorflow as tf
 
-from model import checkpointing, layout, log_lines
+from model import checkpointing, goodput, layout, log_lines
 from model.atomic_write import write_json_atomically
 from model.checkpointing import READ_ERRORS
 from model.data import MnistSplits, Split, load_mnist
@@ -265,6 +265,7 @@ class Evaluator:
             tf.summary.scalar("accuracy_raw_weights", raw_accuracy)
         self.writer.flush()
         print(log_lines.EVAL_VALIDATION_FORMAT % (step, accuracy), flush=True)
+        goodput.eval_printed(self.eval_dir, step)  # its lag: model/goodput.py
         _emit({"event": "eval", "step": step, **result})
         return result
 
@@ -321,6 +322,7 @@ class Evaluator:
                    "best_step": best_step, "best_validation_accuracy": best["validation_accuracy"],
                    "test_accuracy": test_accuracy, "raw_test_accuracy": raw_test_accuracy,
                    "checkpoints_evaluated": len(self.state.results)}
+        metrics.update(goodput.final_metrics_fields(self.config.model_dir, self.eval_dir))
         with self.writer.as_default(step=final_step):
             tf.summary.scalar("test_accuracy", test_accuracy)
         self.writer.flush()

@@ -54,6 +54,13 @@ TRAIN_INTERRUPTED = re.compile(r"^train \| step (?P<step>\d+) \| Ctrl-C: checkpo
 TRAIN_DONE_FORMAT = "train | done | step %d | %.0f img/s | weights sha256 %s"
 TRAIN_DONE = re.compile(r"^train \| done \| step (?P<step>\d+) \| (?P<images_per_sec>\S+) img/s \| "
                         r"weights sha256 (?P<sha256>[0-9a-f]{64})", re.M)
+# The run's goodput at training end (model/goodput.py, the chief only): preserved productive
+# step time over the job's wall time, and the cause with the largest share of the rest.
+GOODPUT_FORMAT = ("train | goodput %.4f | productive %.1f s of %.1f s | %d attempt(s) | "
+                  "largest badput %s %.4f")
+GOODPUT = re.compile(r"^train \| goodput (?P<goodput>[\d.]+) \| productive (?P<productive>[\d.]+) s of "
+                     r"(?P<wall>[\d.]+) s \| (?P<attempts>\d+) attempt\(s\) \| largest badput "
+                     r"(?P<cause>\w+) (?P<share>[\d.]+)", re.M)
 
 # --- the evaluator (model/evaluate.py): a line for people, then its JSON twin
 EVAL_VALIDATION_FORMAT = "After %d training step(s), validation accuracy = %g"

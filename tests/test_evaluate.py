@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from model import layout, log_lines
+from model import goodput, layout, log_lines
 from model.errors import CheckpointError
 from model.evaluate import (FINAL_METRICS, MAX_READ_ATTEMPTS, STATE_FILE, EvalConfig, Evaluator,
                             evaluate)
@@ -161,6 +161,10 @@ def test_evaluates_each_checkpoint_once_in_order_and_writes_final_metrics(model_
     finals = [e for e in events if e["event"] == "final"]
     assert [e["step"] for e in evals] == STEPS
     assert len(finals) == 1 and finals[0]["test_accuracy"] == metrics["test_accuracy"]
+    # The run's goodput and this evaluator's lag per checkpoint (model/goodput.py; tests/test_goodput.py).
+    assert metrics["goodput"] is not None
+    assert metrics["goodput"] == goodput.read_summary(str(model_dir))["goodput"]
+    assert metrics["eval_lag"]["count"] == len(STEPS) and metrics["eval_lag"]["worst_step"] in STEPS
 
     n_val = len(mnist.validation)
     assert n_val == 5000

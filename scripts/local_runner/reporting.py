@@ -14,7 +14,8 @@ patterns of model/log_lines.py:
     {"event": "final", ...}                      (the evaluator's final metrics)
     error: <message>                             (exit code 2)
 and knows the chart's component labels (trainer, evaluator, tensorboard) to
-group them. Nothing here changes what runs.
+group them. At the end it reads the model directory's goodput.json (or the
+goodput record so far, model/goodput.py). Nothing here changes what runs.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from model import log_lines
+from model import goodput, log_lines
 from scripts.local_runner.controllers import JobController, PodRecord, Workload
 
 if TYPE_CHECKING:
@@ -211,7 +212,15 @@ class ProjectReport:
                            "final": next((f.final for f in reversed(evaluator) if f.final), None),
                            "test_accuracy": next((f.test_accuracy for f in reversed(evaluator)
                                                   if f.test_accuracy is not None), None)},
+            "goodput": self.goodput(runner),
         }
+
+    def goodput(self, runner: Runner) -> dict | None:
+        """goodput.json of the model dir (model/goodput.py), or the goodput so far; None if none."""
+        model_dir = self.model_dir(runner)
+        if not model_dir or "://" in model_dir or not Path(model_dir).is_dir():
+            return None
+        return goodput.summary_of(model_dir)
 
     def summary_lines(self, runner: Runner, data: dict) -> list[str]:
         lines = [f"result: {data['result']} (exit {data['exit_code']}) after "
@@ -238,6 +247,8 @@ class ProjectReport:
             lines.append(f"evaluator: {len(ev['evaluations'])} checkpoint(s) evaluated; validation accuracy "
                          f"{acc:.4f} at step {step}" + (f"; test accuracy {ev['test_accuracy']:.4f}"
                                                         if ev["test_accuracy"] is not None else ""))
+        if data.get("goodput"):
+            lines.append(goodput.describe(data["goodput"]))
         for fault in runner.injector.faults:
             if fault.fired:
                 lines.append(f"fault {fault.spec}: fired at {fault.fired_at:.1f} s on {fault.pod}"

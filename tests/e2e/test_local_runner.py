@@ -125,6 +125,10 @@ def test_default_chart_trains_and_the_evaluator_reports_every_checkpoint(default
     assert "1000" in [m["step"] for m in log_lines.EVAL_TEST.finditer(log)], log[-2000:]
     metrics = json.loads((model_dir / "eval" / "final_metrics.json").read_text())
     assert metrics["final_step"] == 1000 and metrics["test_accuracy"] >= MIN_TEST_ACCURACY, metrics
+    # goodput (model/goodput.py): one attempt, nothing lost; the evaluator's lag for every checkpoint.
+    gp = json.loads((model_dir / "goodput.json").read_text())
+    assert gp["complete"] and gp["attempts"] == 1 and gp["steps_lost"] == 0 and 0 < gp["goodput"] < 1, gp
+    assert metrics["goodput"] == gp["goodput"] and metrics["eval_lag"]["count"] == 5, metrics
     # Both workers train together in their own namespaces, from the chart's environment.
     for i in (0, 1):
         worker = run.log(f"{trainer}-{i}-0")
@@ -267,6 +271,11 @@ def test_sigkill_of_a_worker_at_random_steps_restarts_the_group_from_the_last_ch
         for pod in gens[g + 1]:
             assert pod["facts"]["restored_step"] == last_saved, context
             assert pod["facts"]["start_step"] == last_saved, context
+    # goodput: three chief attempts, two disruptions, only steps past the last checkpoint lost
+    # (fewer than the 100 between checkpoints per kill).
+    gp = summary["goodput"]
+    assert gp["complete"] and gp["attempts"] == 3 and 0 < gp["steps_lost"] < 200, (gp, context)
+    assert [d["restored_step"] for d in gp["disruptions"]] == [chief_last_saved(g) for g in gens[:2]], context
     trainer_job = next(w for w in summary["workloads"] if w["component"] == "trainer")
     # Each kill failed both indexes once (counted against backoffLimitPerIndex 3).
     assert [i["counted_failures"] for i in trainer_job["indexes"]] == [2, 2], context
@@ -324,6 +333,8 @@ def test_sigterm_preemption_checkpoints_everywhere_and_is_not_counted(local_run)
     for pod in gens[1]:  # no step lost or repeated
         assert pod["facts"]["restored_step"] == step and pod["facts"]["start_step"] == step
     assert checkpoint_steps(run.model_dir()) == [step, 500]
+    gp = summary["goodput"]  # model/goodput.py: a preemption loses no step
+    assert gp["attempts"] == 2 and gp["steps_lost"] == 0 and gp["disruptions"][0]["how"] == "preempted", gp
     trainer_job = next(w for w in summary["workloads"] if w["component"] == "trainer")
     assert [i["counted_failures"] for i in trainer_job["indexes"]] == [0, 0]
     assert [i["ignored_failures"] for i in trainer_job["indexes"]] == [1, 1]
