@@ -196,8 +196,15 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=ENV_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_common(e, model_required=False)
     e.add_argument("--eval-dir", help="where the evaluator writes (default: <model-dir>/eval)")
-    e.add_argument("--eval-interval-secs", type=_positive_float, default=10.0,
-                   help="how often to look for new checkpoints (default: %(default)s)")
+    e.add_argument("--eval-interval-secs", type=_positive_float,
+                   default=model_config.EVAL_INTERVAL_SECS,
+                   help="list the checkpoints at least this often, as the tutorial polled "
+                   "(default: %(default)s)")
+    e.add_argument("--check-interval-secs", type=_non_negative_float,
+                   default=model_config.EVAL_CHECK_INTERVAL_SECS,
+                   help="between listings, read the small `checkpoint` state file and completion "
+                   "marker this often and list at once when either changes; 0: only list every "
+                   "--eval-interval-secs (default: %(default)s)")
     e.add_argument("--max-steps", type=_non_negative_int,
                    help="the step training runs to: a completion marker below it is a finished run "
                    "about to be extended, so keep waiting (default: the marker ends the evaluation)")
@@ -288,7 +295,8 @@ def _evaluate(args) -> int:
     config = EvalConfig(
         model_dir=args.model_dir or _env("TF_LOGDIR") or "", model=args.model or _env("MNIST_MODEL"),
         data_dir=args.data_dir or _default_data_dir(), eval_dir=args.eval_dir,
-        eval_interval_secs=args.eval_interval_secs, timeout_secs=args.timeout_secs,
+        eval_interval_secs=args.eval_interval_secs, check_interval_secs=args.check_interval_secs,
+        timeout_secs=args.timeout_secs,
         verify_data=not args.no_verify,
         max_steps=_first(args.max_steps, _env("TF_MAX_STEPS", int, minimum=0)))
     config.validate()
