@@ -182,6 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "~1.6x faster on a CPU with AVX512_BF16, and it uses the tensor cores of "
                    "Ampere or newer GPUs; "
                    "evaluation and export always run in float32 (default: %(default)s)")
+    t.add_argument("--sync-checkpoints", action="store_true",
+                   help="write each checkpoint before the next step instead of on TensorFlow's "
+                   "checkpoint thread while training goes on (either way only complete checkpoints "
+                   "are ever listed, and the ones saved on SIGTERM and at the end are complete "
+                   "before the process exits)")
     t.add_argument("--collective-timeout-secs", type=_non_negative_float, default=0.0,
                    help="fail an all-reduce that waits longer than this (0: no timeout, the default; "
                    "a dead or frozen peer is detected by the coordination service's heartbeats "
@@ -262,7 +267,8 @@ def _train(args) -> int:
                                         _env("TF_SAVE_SUMMARIES_STEPS", int, minimum=1), 100),
             log_every_steps=args.log_every_steps, steps_per_loop=args.steps_per_loop,
             keep_checkpoints=args.keep_checkpoints, all_reduce_dtype=args.all_reduce_dtype,
-            compute_dtype=args.compute_dtype, gradient_exchange=args.gradient_exchange)
+            compute_dtype=args.compute_dtype, gradient_exchange=args.gradient_exchange,
+            async_checkpoints=not args.sync_checkpoints)
         config.validate()
         config = dataclasses.replace(config, data_dir=_stage_data(config.data_dir, args))
         log.info(log_lines.CONFIG_FORMAT, _describe(config))

@@ -1,5 +1,5 @@
 """Tests of the badput cuts (issue 14, part 3): the evaluator's cheap wait for a new
-checkpoint.
+checkpoint, and asynchronous checkpoint saves that only ever show complete checkpoints.
 
 Real files and real processes throughout; the checkpoints are `trained_dir`'s
 (tests/conftest.py), copied in as the trainer would write them.
@@ -113,3 +113,81 @@ def test_cli_refuses_a_bad_check_interval(bad, capsys):
         cli.main(["evaluate", "--model-dir", "/nonexistent", "--check-interval-secs", bad])
     assert exc.value.code == 2
     assert "--check-interval-secs" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------
+# Asynchronous saves
+
+_SAVER = """
+import sys, tensorflow as tf
+from model import checkpointing
+from model.config import preset
+from model.train_state import TrainState
+state = TrainState("lenet5", preset("default", "lenet5"))  # 20 MB a checkpoint
+writer = checkpointing.CheckpointWriter(state.checkpoint(), sys.argv[1], is_chief=True, task_index=0,
+                                        max_to_keep=3, async_saves=True)
+for step in range(1, 1000):
+    state.step.assign(step)
+    writer.save(step)  # returns while TensorFlow's thread writes; the next save waits for it
+    print("dispatched", step, flush=True)
+"""
+
+
+def _complete(path: str) -> bool:
+    """Whether every tensor of the checkpoint at `path` reads back (checksums checked)."""
+    import tensorflow as tf
+
+    try:
+        reader = tf.train.load_checkpoint(path)
+        for key in reader.get_variable_to_shape_map():
+            reader.get_tensor(key)
+    except checkpointing.READ_ERRORS:
+        return False
+    return True
+
+
+def test_a_kill_during_asynchronous_saves_leaves_only_complete_checkpoints_visible(tmp_path):
+    """SIGKILL a process that saves LeNet-5 asynchronously back to back, so the kill lands while
+    a checkpoint is being written: the state file and the .index files name only complete
+    checkpoints, and a restart restores the newest of them."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    model_dir = tmp_path / "model"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    saver = subprocess.Popen([sys.executable, "-c", _SAVER, str(model_dir)], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True, env=env)
+    try:
+        dispatched = 0
+        for line in saver.stdout:
+            dispatched = int(line.split()[1])
+            if dispatched == 4:  # saves 1-3 are complete (each save waits for the one before)
+                break
+        saver.send_signal(signal.SIGKILL)  # while TensorFlow's thread writes 20 MB of ckpt-4
+    finally:
+        saver.kill()
+        saver.wait()
+    assert dispatched == 4, "the saver died before saving"
+    listed = checkpointing.list_checkpoints(str(model_dir))
+    indexed = [str(p)[: -len(".index")] for p in model_dir.glob("ckpt-*.index")]
+    assert listed and indexed
+    for path in {*listed, *indexed}:
+        assert _complete(path), f"{path} is visible but not complete"
+    # The kill landed during save 4: asked for, not visible.
+    newest = layout.step_of(listed[-1])
+    assert newest == 3, f"the kill did not land during the save of ckpt-4 (newest: {listed[-1]})"
+    # A restart cleans up and restores the newest complete checkpoint.
+    checkpointing.prepare_model_dir(str(model_dir), chief=True)
+    assert not list(model_dir.glob("*_temp"))
+    from model.config import preset
+    from model.train_state import TrainState
+
+    state = TrainState("lenet5", preset("default", "lenet5"))
+    restored = checkpointing.restore_newest(state.checkpoint(), str(model_dir))
+    assert restored == listed[-1] and int(state.step.numpy()) == newest
+    # The check above can fail: a truncated copy of a complete checkpoint is not complete.
+    data = next(model_dir.glob(f"{os.path.basename(listed[-1])}.data-*"))
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    assert not _complete(listed[-1])
