@@ -13,9 +13,9 @@ import os
 import sys
 
 from model import config as model_config
-from model import log_lines
+from model import log_lines, precision
 from model.allocator import keep_freed_memory
-from model.config import ALL_REDUCE_DTYPES, COMPUTE_DTYPES, GRADIENT_EXCHANGES
+from model.config import ALL_REDUCE_DTYPES, GRADIENT_EXCHANGES
 from model.errors import (EXIT_CONFIG_ERROR, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK,
                           EXIT_PREEMPTED, ConfigError, MnistTrainError)
 
@@ -176,11 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "worker (fewer bytes at small per-worker batches: LeNet-5's fc1 at batch 100 "
                    "sends 365 thousand numbers instead of 1.6 million); 'auto' uses factors for "
                    "the layers where they at least halve the bytes (default: %(default)s)")
-    t.add_argument("--compute-dtype", choices=COMPUTE_DTYPES, default="float32",
+    t.add_argument("--compute-dtype", choices=model_config.COMPUTE_DTYPE_CHOICES,
+                   default="float32",
                    help="type of the forward and backward passes: bfloat16 is mixed precision "
                    "(float32 variables, gradients and checkpoints; bfloat16 layers): LeNet-5 trains "
                    "~1.6x faster on a CPU with AVX512_BF16, and it uses the tensor cores of "
-                   "Ampere or newer GPUs; "
+                   "Ampere or newer GPUs; 'auto': bfloat16 for LeNet-5 on a CPU with AVX512_BF16 or "
+                   "AMX and no GPU, float32 elsewhere (model/precision.py); "
                    "evaluation and export always run in float32 (default: %(default)s)")
     t.add_argument("--sync-checkpoints", action="store_true",
                    help="write each checkpoint before the next step instead of on TensorFlow's "
@@ -267,7 +269,8 @@ def _train(args) -> int:
                                         _env("TF_SAVE_SUMMARIES_STEPS", int, minimum=1), 100),
             log_every_steps=args.log_every_steps, steps_per_loop=args.steps_per_loop,
             keep_checkpoints=args.keep_checkpoints, all_reduce_dtype=args.all_reduce_dtype,
-            compute_dtype=args.compute_dtype, gradient_exchange=args.gradient_exchange,
+            compute_dtype=precision.resolve_compute_dtype(args.compute_dtype, model),
+            gradient_exchange=args.gradient_exchange,
             async_checkpoints=not args.sync_checkpoints)
         config.validate()
         config = dataclasses.replace(config, data_dir=_stage_data(config.data_dir, args))

@@ -1,5 +1,6 @@
 """Tests of the badput cuts (issue 14, part 3): the evaluator's cheap wait for a new
-checkpoint, and asynchronous checkpoint saves that only ever show complete checkpoints.
+checkpoint, asynchronous checkpoint saves that only ever show complete checkpoints, and
+the chart's defaults for checkpoint cadence, evaluation interval and compute dtype.
 
 Real files and real processes throughout; the checkpoints are `trained_dir`'s
 (tests/conftest.py), copied in as the trainer would write them.
@@ -191,3 +192,40 @@ def test_a_kill_during_asynchronous_saves_leaves_only_complete_checkpoints_visib
     data = next(model_dir.glob(f"{os.path.basename(listed[-1])}.data-*"))
     data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
     assert not _complete(listed[-1])
+
+
+# --------------------------------------------------------------------------
+# Defaults
+
+
+def test_auto_compute_dtype_is_bfloat16_only_for_lenet5_on_a_cpu_with_bfloat16_instructions(tmp_path):
+    from model import precision
+
+    bf16 = frozenset({"avx2", "avx512_bf16"})
+    assert precision.auto_compute_dtype("lenet5", bf16, gpu=False) == "bfloat16"
+    assert precision.auto_compute_dtype("lenet5", frozenset({"amx_bf16"}), gpu=False) == "bfloat16"
+    assert precision.auto_compute_dtype("lenet5", frozenset({"avx2", "avx512f"}), gpu=False) == "float32"
+    assert precision.auto_compute_dtype("lenet5", bf16, gpu=True) == "float32"
+    assert precision.auto_compute_dtype("mlp", bf16, gpu=False) == "float32"  # not measured
+    assert precision.resolve_compute_dtype("float32", "lenet5") == "float32"
+    assert precision.resolve_compute_dtype("auto", "lenet5") == precision.auto_compute_dtype("lenet5")
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512_bf16 amx_tile\n\nprocessor\t: 1\n")
+    assert precision.cpu_flags(str(cpuinfo)) == {"fpu", "sse2", "avx512_bf16", "amx_tile"}
+    assert precision.cpu_flags(str(tmp_path / "missing")) == frozenset()
+
+
+def test_chart_defaults_are_the_measured_choices():
+    """The chart's cadence, evaluator intervals and compute dtype are the ones the README's
+    badput measurements chose; the library's own defaults stay the tutorial's where it had one."""
+    import yaml
+
+    from model import config
+    from scripts.paths import REPO_ROOT
+
+    values = yaml.safe_load((REPO_ROOT / "charts/mnist-train/values.yaml").read_text())
+    assert values["training"]["saveCheckpointsSteps"] == 200
+    assert values["training"]["computeDtype"] == config.COMPUTE_DTYPE_AUTO
+    assert values["evaluator"]["evalIntervalSecs"] == config.EVAL_INTERVAL_SECS == 10
+    assert values["evaluator"]["checkIntervalSecs"] == config.EVAL_CHECK_INTERVAL_SECS
+    assert 0 < config.EVAL_CHECK_INTERVAL_SECS <= 1
