@@ -437,6 +437,7 @@ def evaluate(config: EvalConfig, *, datasets: MnistSplits | None = None,
     config.validate()
     stop_event = stop_event or threading.Event()
     started = time.monotonic()
+    said = None
     while config.model is None:  # the trainer writes run_config.json when it starts
         config.model = checkpointing.run_model_name(config.model_dir)
         if config.model is not None:
@@ -447,8 +448,10 @@ def evaluate(config: EvalConfig, *, datasets: MnistSplits | None = None,
                         "network is unknown; is a trainer writing to this --model-dir? (or pass "
                         "--model)", config.timeout_secs, layout.RUN_CONFIG, config.model_dir)
             return None
-        log.info("eval | --model not given; waiting for %s to appear in %s",
-                 layout.RUN_CONFIG, config.model_dir)
+        if said is None or waited - said >= 60:  # checked every check interval, said once a minute
+            said = waited
+            log.info("eval | --model not given; waiting for %s to appear in %s",
+                     layout.RUN_CONFIG, config.model_dir)
         interval = config.check_interval_secs or config.eval_interval_secs
         if config.timeout_secs:
             interval = min(interval, config.timeout_secs - waited)
