@@ -15,6 +15,7 @@ All I/O goes through tf.io.gfile so gs:// model directories work.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -139,12 +140,38 @@ def worker_temp_dir(model_dir: str, task_index: int) -> str:
     return tempfile.mkdtemp(prefix=prefix)
 
 
+class _AsyncSaveChatter(logging.Filter):
+    """Drops the INFO lines TensorFlow's asynchronous checkpointing logs at every save
+    ("Starting async checkpoint save on the device ...", "Sync on ongoing save/restore.");
+    its warnings and errors pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or record.module != "async_checkpoint_helper"
+
+
+_ASYNC_SAVE_CHATTER = _AsyncSaveChatter()
+
+
 class CheckpointWriter:
-    """Saves on every worker, into the real directory only on the chief."""
+    """Saves on every worker, into the real directory only on the chief.
+
+    With `async_saves` a save returns once the variables are copied (on the
+    calling thread, so every worker copies at the same step) and TensorFlow's
+    checkpoint thread writes the files (tf.train.CheckpointOptions(enable_async=True)):
+    the step goes on meanwhile. The write is the same as a synchronous one
+    (data, then the .index moved into place, then the `checkpoint` state file),
+    so the state file and the .index files still only ever name complete
+    checkpoints. `wait()` returns when the last save is complete and raises
+    if it failed; `close()` waits too, so a checkpoint saved on SIGTERM or at
+    the end is on disk before the process exits or the completion marker is written.
+    """
 
     def __init__(self, checkpoint: tf.train.Checkpoint, model_dir: str, *,
-                 is_chief: bool, task_index: int, max_to_keep: int = 5):
+                 is_chief: bool, task_index: int, max_to_keep: int = 5, async_saves: bool = False,
+                 on_saved=None):
         self.is_chief = is_chief
+        # on_saved(step, path) once a checkpoint is complete (on TensorFlow's thread when async).
+        self._on_saved = on_saved
         self.model_dir = model_dir
         if is_chief:
             tf.io.gfile.makedirs(model_dir)
@@ -153,13 +180,63 @@ class CheckpointWriter:
         else:
             # Local disk, not the shared volume: non-chief copies are thrown away.
             self.directory = worker_temp_dir(model_dir, task_index)
+        self.async_saves = async_saves
+        if async_saves:
+            tf.get_logger().addFilter(_ASYNC_SAVE_CHATTER)  # once: a filter is added only once
+        # A non-chief keeps only its last copy: an asynchronous write cannot be
+        # deleted the moment it is requested, as a synchronous one is.
         self.manager = tf.train.CheckpointManager(
-            checkpoint, self.directory, max_to_keep=max_to_keep,
+            checkpoint, self.directory, max_to_keep=max_to_keep if is_chief else 1,
             checkpoint_name=CHECKPOINT_PREFIX)
+        self._pending: int | None = None  # the step of a save that may still be being written
+        self._completed: str | None = None  # the last path TensorFlow reported written
+
+    def _written(self, step: int, path: str) -> None:
+        self._completed = path
+        if self._on_saved is not None and self.is_chief:
+            self._on_saved(step, path)
+
+    def _options(self, step: int) -> tf.train.CheckpointOptions | None:
+        if not self.async_saves:
+            return None
+        # Called on TensorFlow's checkpoint thread once the files are complete,
+        # just before the `checkpoint` state file is rewritten.
+        return tf.train.CheckpointOptions(enable_async=True, experimental_write_callbacks=[
+            lambda save_path: self._written(step, save_path)])
 
     def save(self, step: int) -> str:
+        """Save at `step`; the path it will have (empty on a non-chief)."""
+        self.wait()  # TensorFlow waits for the previous write anyway; this names its failure
+        with self._translating_errors(step):
+            path = self.manager.save(checkpoint_number=step, options=self._options(step))
+            self._pending = step
+            if not self.async_saves:
+                self._written(step, path)
+        if not self.is_chief and not self.async_saves:
+            tf.io.gfile.rmtree(self.directory)
+            tf.io.gfile.makedirs(self.directory)
+        return path if self.is_chief else ""
+
+    def wait(self) -> None:
+        """Return once the last save is complete; raise if it failed."""
+        if self._pending is None:
+            return
+        step, self._pending = self._pending, None
+        with self._translating_errors(step):
+            self.manager.sync()
+            expected = join(self.directory, layout.checkpoint_name(step))
+            if self._completed != expected:
+                # TensorFlow keeps the thread's error for the next save; surface it now.
+                check = getattr(getattr(self.manager.checkpoint, "_async_checkpointer_impl", None),
+                                "_check_async_thread_error", None)
+                if check is not None:
+                    check()
+                raise CheckpointError(f"the asynchronous save of {expected} did not complete")
+
+    @contextlib.contextmanager
+    def _translating_errors(self, step: int):
         try:
-            path = self.manager.save(checkpoint_number=step)
+            yield
         except tf.errors.OpError as e:
             remove_failed_saves(self.directory)
             if isinstance(e, tf.errors.ResourceExhaustedError):
@@ -168,13 +245,9 @@ class CheckpointWriter:
                                     "use a larger volume, then run again to resume from the last "
                                     "checkpoint") from None
             raise
-        if not self.is_chief:
-            tf.io.gfile.rmtree(self.directory)
-            tf.io.gfile.makedirs(self.directory)
-            return ""
-        return path
 
     def close(self) -> None:
+        self.wait()
         if not self.is_chief and tf.io.gfile.exists(self.directory):
             tf.io.gfile.rmtree(self.directory)
 

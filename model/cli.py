@@ -13,9 +13,9 @@ import os
 import sys
 
 from model import config as model_config
-from model import log_lines, logging_setup
+from model import log_lines, logging_setup, precision
 from model.allocator import keep_freed_memory
-from model.config import ALL_REDUCE_DTYPES, COMPUTE_DTYPES, GRADIENT_EXCHANGES
+from model.config import ALL_REDUCE_DTYPES, GRADIENT_EXCHANGES
 from model.errors import (EXIT_CONFIG_ERROR, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK,
                           EXIT_PREEMPTED, ConfigError, MnistTrainError)
 
@@ -183,12 +183,19 @@ def build_parser() -> argparse.ArgumentParser:
                    "worker (fewer bytes at small per-worker batches: LeNet-5's fc1 at batch 100 "
                    "sends 365 thousand numbers instead of 1.6 million); 'auto' uses factors for "
                    "the layers where they at least halve the bytes (default: %(default)s)")
-    t.add_argument("--compute-dtype", choices=COMPUTE_DTYPES, default="float32",
+    t.add_argument("--compute-dtype", choices=model_config.COMPUTE_DTYPE_CHOICES,
+                   default="float32",
                    help="type of the forward and backward passes: bfloat16 is mixed precision "
                    "(float32 variables, gradients and checkpoints; bfloat16 layers): LeNet-5 trains "
                    "~1.6x faster on a CPU with AVX512_BF16, and it uses the tensor cores of "
-                   "Ampere or newer GPUs; "
+                   "Ampere or newer GPUs; 'auto': bfloat16 for LeNet-5 on a CPU with AVX512_BF16 or "
+                   "AMX and no GPU, float32 elsewhere (model/precision.py); "
                    "evaluation and export always run in float32 (default: %(default)s)")
+    t.add_argument("--sync-checkpoints", action="store_true",
+                   help="write each checkpoint before the next step instead of on TensorFlow's "
+                   "checkpoint thread while training goes on (either way only complete checkpoints "
+                   "are ever listed, and the ones saved on SIGTERM and at the end are complete "
+                   "before the process exits)")
     t.add_argument("--collective-timeout-secs", type=_non_negative_float, default=0.0,
                    help="fail an all-reduce that waits longer than this (0: no timeout, the default; "
                    "a dead or frozen peer is detected by the coordination service's heartbeats "
@@ -203,8 +210,15 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=ENV_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_common(e, model_required=False)
     e.add_argument("--eval-dir", help="where the evaluator writes (default: <model-dir>/eval)")
-    e.add_argument("--eval-interval-secs", type=_positive_float, default=10.0,
-                   help="how often to look for new checkpoints (default: %(default)s)")
+    e.add_argument("--eval-interval-secs", type=_positive_float,
+                   default=model_config.EVAL_INTERVAL_SECS,
+                   help="list the checkpoints at least this often, as the tutorial polled "
+                   "(default: %(default)s)")
+    e.add_argument("--check-interval-secs", type=_non_negative_float,
+                   default=model_config.EVAL_CHECK_INTERVAL_SECS,
+                   help="between listings, read the small `checkpoint` state file and completion "
+                   "marker this often and list at once when either changes; 0: only list every "
+                   "--eval-interval-secs (default: %(default)s)")
     e.add_argument("--max-steps", type=_non_negative_int,
                    help="the step training runs to: a completion marker below it is a finished run "
                    "about to be extended, so keep waiting (default: the marker ends the evaluation)")
@@ -276,7 +290,9 @@ def _train(args) -> int:
                                         _env("TF_SAVE_SUMMARIES_STEPS", int, minimum=1), 100),
             log_every_steps=args.log_every_steps, steps_per_loop=args.steps_per_loop,
             keep_checkpoints=args.keep_checkpoints, all_reduce_dtype=args.all_reduce_dtype,
-            compute_dtype=args.compute_dtype, gradient_exchange=args.gradient_exchange)
+            compute_dtype=precision.resolve_compute_dtype(args.compute_dtype, model),
+            gradient_exchange=args.gradient_exchange,
+            async_checkpoints=not args.sync_checkpoints)
         config.validate()
         config = dataclasses.replace(config, data_dir=_stage_data(config.data_dir, args))
         log.info(log_lines.CONFIG_FORMAT, _describe(config))
@@ -312,7 +328,8 @@ def _evaluate(args) -> int:
     config = EvalConfig(
         model_dir=args.model_dir or _env("TF_LOGDIR") or "", model=args.model or _env("MNIST_MODEL"),
         data_dir=args.data_dir or _default_data_dir(), eval_dir=args.eval_dir,
-        eval_interval_secs=args.eval_interval_secs, timeout_secs=args.timeout_secs,
+        eval_interval_secs=args.eval_interval_secs, check_interval_secs=args.check_interval_secs,
+        timeout_secs=args.timeout_secs,
         verify_data=not args.no_verify,
         max_steps=_first(args.max_steps, _env("TF_MAX_STEPS", int, minimum=0)))
     config.validate()

@@ -1,5 +1,13 @@
 """The evaluator: polls the model directory and scores each new checkpoint once.
 
+Waiting is cheap: every --check-interval-secs (default 0.5 s) it reads only
+the `checkpoint` state file and the completion marker, two small files, and
+lists the checkpoints (reading each one's .index) only when either changed,
+or --eval-interval-secs (default 10 s, the tutorial's) after the last listing
+so a change the state file does not show (a damaged one, a checkpoint
+rewritten under the same name) is found too. `--check-interval-secs 0` is the
+tutorial's plain polling every --eval-interval-secs.
+
 It reads checkpoints and never writes beside them: everything it writes goes
 to its own eval directory (TensorBoard summaries, `eval_state.json` so a
 restart does not redo work, `final_metrics.json`). A checkpoint that vanishes
@@ -34,6 +42,7 @@ import tensorflow as tf
 from model import checkpointing, goodput, layout, log_lines
 from model.atomic_write import write_json_atomically
 from model.checkpointing import READ_ERRORS
+from model.config import EVAL_CHECK_INTERVAL_SECS, EVAL_INTERVAL_SECS
 from model.data import MnistSplits, Split, load_mnist
 from model.errors import CheckpointError, ConfigError
 from model.input_pipeline import eval_dataset
@@ -54,7 +63,8 @@ class EvalConfig:
     model: str | None = None  # None: from the model dir's run_config.json
     data_dir: str | None = None
     eval_dir: str | None = None  # None: <model-dir>/eval
-    eval_interval_secs: float = 10.0
+    eval_interval_secs: float = EVAL_INTERVAL_SECS  # the longest between two listings of the checkpoints
+    check_interval_secs: float = EVAL_CHECK_INTERVAL_SECS  # 0: no cheap checks between listings
     timeout_secs: float | None = None  # give up if no new checkpoint for this long
     verify_data: bool = True
     max_steps: int | None = None  # the step training runs to (None: whatever the marker says)
@@ -67,6 +77,8 @@ class EvalConfig:
             raise ConfigError("a model directory is required (--model-dir or TF_LOGDIR)")
         if self.eval_interval_secs <= 0:
             raise ConfigError(f"eval-interval-secs must be > 0, got {self.eval_interval_secs}")
+        if self.check_interval_secs < 0:
+            raise ConfigError(f"check-interval-secs must be >= 0, got {self.check_interval_secs}")
         if self.timeout_secs is not None and self.timeout_secs <= 0:
             raise ConfigError(f"timeout-secs must be > 0, got {self.timeout_secs}")
         if self.max_steps is not None and self.max_steps < 0:
@@ -223,6 +235,43 @@ class EvalState:
             "failures": self.failures})
 
 
+def _small_file(path: str) -> bytes | str | None:
+    """The bytes of a small file, None if it does not exist, the error's name if unreadable."""
+    try:
+        with tf.io.gfile.GFile(path, "rb") as f:
+            return f.read()
+    except tf.errors.NotFoundError:
+        return None
+    except tf.errors.OpError as e:
+        return type(e).__name__
+
+
+def change_signature(model_dir: str) -> tuple:
+    """What a new checkpoint or the end of training changes: the bytes of the
+    `checkpoint` state file (rewritten once a checkpoint is complete; it holds
+    each checkpoint's save time, so even a rewrite of the same step differs)
+    and of the completion marker. Two small reads, no listing."""
+    return tuple(_small_file(layout.child(model_dir, name))
+                 for name in (layout.CHECKPOINT_STATE, layout.COMPLETE_MARKER))
+
+
+def wait_for_change(model_dir: str, since: tuple, *, check_interval: float, longest: float,
+                    stop_event: threading.Event) -> bool:
+    """Wait until `change_signature(model_dir)` differs from `since` (True), or
+    `longest` seconds pass or `stop_event` is set (False). With no
+    `check_interval` it only waits `longest` seconds."""
+    if not check_interval:
+        stop_event.wait(longest)
+        return False
+    deadline = time.monotonic() + longest
+    while (left := deadline - time.monotonic()) > 0:
+        if stop_event.wait(min(check_interval, left)):
+            return False
+        if change_signature(model_dir) != since:
+            return True
+    return False
+
+
 def _emit(event: dict) -> None:
     """The machine-readable twin of each human line."""
     print(log_lines.eval_event_line(event), flush=True)
@@ -359,6 +408,8 @@ class Evaluator:
         stop_event = stop_event or threading.Event()
         last_new = time.monotonic()
         while not stop_event.is_set():
+            # Taken before listing: whatever changes during the pass is waited on no longer.
+            signature = change_signature(self.config.model_dir)
             # Read the marker before listing: a checkpoint listed after seeing it
             # is at least as new as the final one.
             final_step = self.config.training_final_step()
@@ -376,7 +427,9 @@ class Evaluator:
             if self.config.timeout_secs and time.monotonic() - last_new > self.config.timeout_secs:
                 log.warning("eval | no new checkpoint for %.0f s; giving up", self.config.timeout_secs)
                 return None
-            stop_event.wait(self.config.eval_interval_secs)
+            wait_for_change(self.config.model_dir, signature, stop_event=stop_event,
+                            check_interval=self.config.check_interval_secs,
+                            longest=self.config.eval_interval_secs)
         return None
 
 
@@ -386,6 +439,7 @@ def evaluate(config: EvalConfig, *, datasets: MnistSplits | None = None,
     config.validate()
     stop_event = stop_event or threading.Event()
     started = time.monotonic()
+    said = None
     while config.model is None:  # the trainer writes run_config.json when it starts
         config.model = checkpointing.run_model_name(config.model_dir)
         if config.model is not None:
@@ -396,9 +450,11 @@ def evaluate(config: EvalConfig, *, datasets: MnistSplits | None = None,
                         "network is unknown; is a trainer writing to this --model-dir? (or pass "
                         "--model)", config.timeout_secs, layout.RUN_CONFIG, config.model_dir)
             return None
-        log.info("eval | --model not given; waiting for %s to appear in %s",
-                 layout.RUN_CONFIG, config.model_dir)
-        interval = config.eval_interval_secs
+        if said is None or waited - said >= 60:  # checked every check interval, said once a minute
+            said = waited
+            log.info("eval | --model not given; waiting for %s to appear in %s",
+                     layout.RUN_CONFIG, config.model_dir)
+        interval = config.check_interval_secs or config.eval_interval_secs
         if config.timeout_secs:
             interval = min(interval, config.timeout_secs - waited)
         if stop_event.wait(interval):
@@ -415,6 +471,7 @@ def evaluate(config: EvalConfig, *, datasets: MnistSplits | None = None,
     if datasets is None:
         datasets = load_mnist(config.data_dir, verify=config.verify_data)
     evaluator = Evaluator(config, datasets)
-    log.info("eval | watching %s every %g s; writing %s", config.model_dir,
-             config.eval_interval_secs, evaluator.eval_dir)
+    log.info("eval | watching %s (its state file every %g s, a full listing at least every %g s); "
+             "writing %s", config.model_dir, config.check_interval_secs, config.eval_interval_secs,
+             evaluator.eval_dir)
     return evaluator.run(stop_event)

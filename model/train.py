@@ -81,6 +81,9 @@ class TrainConfig:
     compute_dtype: str = "float32"
     # How the workers combine gradients (model/gradient_exchange.py).
     gradient_exchange: str = "auto"
+    # Checkpoint files written by TensorFlow's thread while the steps go on
+    # (model/checkpointing.py CheckpointWriter).
+    async_checkpoints: bool = True
 
     def validate(self) -> None:
         self.hparams.validate()
@@ -339,7 +342,9 @@ def _build_loop(config: TrainConfig, run: _Run) -> _LoopParts:
     hp, strategy = config.hparams, run.strategy
     writer = checkpointing.CheckpointWriter(run.checkpoint, config.model_dir, is_chief=run.is_chief,
                                             task_index=run.task_index,
-                                            max_to_keep=config.keep_checkpoints)
+                                            max_to_keep=config.keep_checkpoints,
+                                            async_saves=config.async_checkpoints,
+                                            on_saved=_log_saved)
     summary_writer = (tf.summary.create_file_writer(
         layout.child(config.model_dir, layout.TRAIN_SUMMARY_DIR))
         if run.is_chief else tf.summary.create_noop_writer())
@@ -390,16 +395,18 @@ def _loop(config: TrainConfig, run: _Run, parts: _LoopParts, stop: threading.Eve
                     loss=float(loss_sum) / ran,  # means over this loop call's steps
                     accuracy=float(correct_sum) / (ran * run.global_batch), lr=float(lr))
         if boundary.checkpoint:
-            with goodput.current().span("checkpoint_save", step=step):
-                path = parts.writer.save(step)
+            with goodput.current().span("checkpoint_save", step=step):  # the step's stall only
+                parts.writer.save(step)  # the chief logs it once complete (_log_saved)
             last_saved = step
             save_timer.saved()
-            if run.is_chief:
-                log.info(log_lines.TRAIN_SAVED_FORMAT, step, path)
         if boundary.stop:
             parts.close()
             raise _stopped(step, interrupted())
     return _finish(config, run, parts, step, last_saved, meter)
+
+
+def _log_saved(step: int, path: str) -> None:
+    log.info(log_lines.TRAIN_SAVED_FORMAT, step, path)
 
 
 def _report(boundary: Boundary, summary_writer, *, rate: float, loss: float, accuracy: float,
@@ -429,6 +436,7 @@ def _finish(config: TrainConfig, run: _Run, parts: _LoopParts, step: int, last_s
     if last_saved != step:  # resumed a finished run: make sure the final state is saved
         with goodput.current().span("checkpoint_save", step=step):
             parts.writer.save(step)
+    parts.writer.wait()  # the marker may only name a complete checkpoint
     final_path = layout.child(config.model_dir, layout.checkpoint_name(step))
     goodput.current().finish(step, parts.summary_writer)  # goodput.json before the marker ends the run
     if run.is_chief:

@@ -332,7 +332,7 @@ def test_training_flags(scenarios):
     assert arg_value(default["args"], "--batch-size") == "100"
     assert arg_value(default["args"], "--all-reduce-dtype") == "float32"
     assert arg_value(default["args"], "--gradient-exchange") == "auto"
-    assert arg_value(default["args"], "--compute-dtype") == "float32"
+    assert arg_value(default["args"], "--compute-dtype") == "auto"  # model/precision.py
     assert "nvidia.com/gpu" not in default["resources"]["limits"]
     evaluator = only(by_component(scenarios["tfjob"].docs, "evaluator"), "evaluator").spec
     assert evaluator["containers"][0]["args"][:3] == ["evaluate", "--model", "mlp"]

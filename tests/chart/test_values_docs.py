@@ -119,7 +119,7 @@ def library_enums() -> dict[str, list[str]]:
         "training.model": list(NETWORKS),
         "training.preset": list(config.PRESETS),
         "training.allReduceDtype": list(config.ALL_REDUCE_DTYPES),
-        "training.computeDtype": list(config.COMPUTE_DTYPES),
+        "training.computeDtype": list(config.COMPUTE_DTYPE_CHOICES),
         "training.gradientExchange": list(config.GRADIENT_EXCHANGES),
     }
 
