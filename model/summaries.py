@@ -47,7 +47,7 @@ EVAL_SCALARS = (LOSS, ACCURACY, RAW_WEIGHTS_ACCURACY)  # and per_class_accuracy/
 EVAL_IMAGES = (CONFUSION_MATRIX, MISCLASSIFIED)
 
 NUM_CLASSES = 10
-MISCLASSIFIED_SHOWN = 32  # digits in the misclassified grid (8 x 4)
+MISCLASSIFIED_SHOWN = 24  # digits in the misclassified grid (6 x 4)
 
 
 def per_class_accuracy_tag(digit: int) -> str:
@@ -128,7 +128,9 @@ def _draw_centered(image, text, center_y, center_x, color, scale=2):
 WHITE, BLACK = (255, 255, 255), (0, 0, 0)
 BLUE = np.array([31, 84, 160], np.float64)  # a full row's worth in one cell
 RED, GREEN = (255, 96, 96), (96, 220, 96)
-CELL = 56  # pixels per confusion-matrix cell
+# Sizes: TensorBoard's Time Series cards scale an image down to the card's width (about
+# 400-500 pixels), so the images are drawn about that wide and stay sharp.
+CELL = 40  # pixels per confusion-matrix cell (3 digits at scale 2: no class has 1,000 validation images)
 _MARGIN = 48  # the axis titles and digit labels
 
 
@@ -144,7 +146,7 @@ def render_confusion_matrix(matrix: np.ndarray) -> np.ndarray:
     n = matrix.shape[0]
     if matrix.shape != (n, n):
         raise ValueError(f"a confusion matrix must be square, got shape {matrix.shape}")
-    accuracy_width = int(CELL * 1.5)
+    accuracy_width = text_size("100.0", 2)[1] + 8
     height, width = _MARGIN + n * CELL + 8, _MARGIN + n * CELL + accuracy_width + 8
     image = np.full((height, width, 3), 255, np.uint8)
     totals = matrix.sum(axis=1)
@@ -168,7 +170,8 @@ def render_confusion_matrix(matrix: np.ndarray) -> np.ndarray:
     return image
 
 
-TILE_SCALE = 3  # each 28x28 digit drawn 84x84
+TILE_SCALE = 2  # each 28x28 digit drawn 56x56
+COLUMNS = 6
 _TILE_GAP = 6
 _LABEL_HEIGHT = 22
 
@@ -181,7 +184,7 @@ def misclassified_indices(labels: np.ndarray, predictions: np.ndarray,
 
 
 def render_misclassified(images: np.ndarray, labels: np.ndarray, predictions: np.ndarray,
-                         columns: int = 8) -> np.ndarray:
+                         columns: int = COLUMNS) -> np.ndarray:
     """A grid of digits (uint8, (k, 28, 28) or (k, 784), white on black as MNIST stores them),
     each over the label `P<predicted> T<true>` (predicted in red, true in green), as an
     (H, W, 3) uint8 image. An empty input gives a one-tile image saying `-`."""
@@ -191,7 +194,7 @@ def render_misclassified(images: np.ndarray, labels: np.ndarray, predictions: np
     side = 28 * TILE_SCALE
     rows = max(1, -(-k // columns))
     cols = min(columns, max(k, 1))
-    tile_h, tile_w = side + _LABEL_HEIGHT, side
+    tile_h, tile_w = side + _LABEL_HEIGHT, max(side, text_size("P0 T0", 2)[1] + 2)
     image = np.full((rows * (tile_h + _TILE_GAP) + _TILE_GAP, cols * (tile_w + _TILE_GAP) + _TILE_GAP, 3),
                     40, np.uint8)
     if k == 0:
@@ -201,8 +204,8 @@ def render_misclassified(images: np.ndarray, labels: np.ndarray, predictions: np
         y = _TILE_GAP + (i // columns) * (tile_h + _TILE_GAP)
         x = _TILE_GAP + (i % columns) * (tile_w + _TILE_GAP)
         digit = np.kron(images[i].astype(np.uint8), np.ones((TILE_SCALE, TILE_SCALE), np.uint8))
-        image[y:y + side, x:x + side] = digit[..., None]
-        image[y + side:y + tile_h, x:x + tile_w] = 0
+        image[y:y + tile_h, x:x + tile_w] = 0
+        image[y:y + side, x + (tile_w - side) // 2:x + (tile_w - side) // 2 + side] = digit[..., None]
         predicted, true = f"P{int(predictions[i])}", f"T{int(labels[i])}"
         _, width = text_size(f"{predicted} {true}", 2)
         left = x + (tile_w - width) // 2

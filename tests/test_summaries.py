@@ -122,14 +122,15 @@ def test_misclassified_grid_labels_each_digit_with_predicted_and_true(mnist):
     grid = render_misclassified(images, labels, predictions, columns=4)
     side = 28 * summaries.TILE_SCALE
     gap, label_height = summaries._TILE_GAP, summaries._LABEL_HEIGHT
-    assert grid.shape == (3 * (side + label_height + gap) + gap, 4 * (side + gap) + gap, 3)
+    width = max(side, text_size("P0 T0", 2)[1] + 2)
+    assert grid.shape == (3 * (side + label_height + gap) + gap, 4 * (width + gap) + gap, 3)
     for i in range(10):
         y = gap + (i // 4) * (side + label_height + gap)
-        x = gap + (i % 4) * (side + gap)
+        x = gap + (i % 4) * (width + gap)
         # The digit itself, enlarged, white on black as MNIST stores it.
-        step = summaries.TILE_SCALE
-        np.testing.assert_array_equal(grid[y:y + side:step, x:x + side:step, 0], images[i])
-        below = grid[y + side:y + side + label_height, x:x + side]
+        step, left = summaries.TILE_SCALE, x + (width - side) // 2
+        np.testing.assert_array_equal(grid[y:y + side:step, left:left + side:step, 0], images[i])
+        below = grid[y + side:y + side + label_height, x:x + width]
         assert [h for h in find_text(below, f"P{predictions[i]}", summaries.RED)], i
         assert [h for h in find_text(below, f"T{labels[i]}", summaries.GREEN)], i
     empty = render_misclassified(images[:0], labels[:0], predictions[:0])
@@ -222,7 +223,8 @@ def assert_eval_dashboard(eval_dir: Path, mnist, steps: list[int], record: dict,
         matrix_image = events[summaries.CONFUSION_MATRIX][step]
         assert matrix_image.shape == render_confusion_matrix(np.eye(10, dtype=int)).shape
         grid = events[summaries.MISCLASSIFIED][step]
-        assert grid.shape[1] == 8 * (28 * summaries.TILE_SCALE + summaries._TILE_GAP) + summaries._TILE_GAP
+        assert grid.shape == render_misclassified(*[a[:summaries.MISCLASSIFIED_SHOWN] for a in (
+            mnist.validation.images, labels, predictions)]).shape
     # One session: its hyperparameters are the record's.
     [session] = events[hparams_metadata.SESSION_START_INFO_TAG].values()
     start = hparams_metadata.parse_session_start_info_plugin_data(session)
