@@ -176,8 +176,8 @@ BROWSER_TIMEOUT_MS = 180_000  # TensorBoard's pages are slow when the tests load
 def check_dashboard(url: str, run_id: str, screenshots) -> dict:
     """Open TensorBoard at `url` in headless Chromium and check the three views a user opens:
     Time Series' scalars (the `accuracy` and `loss` cards each draw both the train and the eval
-    run, at step 1000), its images (the confusion matrix and the misclassified digits, shown
-    at actual size) and HParams (the session of run `run_id` with its metric values).
+    run, at step 1000), the Images tab (the confusion matrix and the misclassified digits, at
+    actual size) and HParams (the session of run `run_id` with its metric values).
     Saves scalars.png, images.png and hparams.png in `screenshots`; returns what it read."""
     from playwright.sync_api import sync_playwright
 
@@ -212,17 +212,18 @@ def check_dashboard(url: str, run_id: str, screenshots) -> dict:
                                        scalar_card.locator("line-chart canvas").first.bounding_box())
             page.screenshot(path=str(screenshots / "scalars.png"), timeout=BROWSER_TIMEOUT_MS)
 
-            # Images: both cards loaded; shown at actual size (the card's own toggle), as a user
-            # reading the digits would.
-            tag_filter.fill(f"^({summaries.CONFUSION_MATRIX}|{summaries.MISCLASSIFIED})$")
-            page.keyboard.press("Escape")
+            # Images (the Images tab, which lists every image at actual size when asked): both
+            # loaded, at the sizes model/summaries.py draws them.
+            page.goto(url + "#images", wait_until="networkidle")
+            page.get_by_text("Show actual image size").click()
             for tag in summaries.EVAL_IMAGES:
-                image_card = card("image-card", tag)
-                image = image_card.locator("img").first
+                loader = page.locator("tf-image-loader").filter(has_text=f"tag: {tag}").first
+                image = loader.locator("img").first
+                image.wait_for(state="visible")
                 page.wait_for_function("img => img.complete && img.naturalWidth > 0",
                                        arg=image.element_handle())
-                image_card.locator('button[aria-label="Toggle actual image size"]').click()
-                found["images"][tag] = image.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+                found["images"][tag] = image.evaluate(
+                    "img => [img.naturalWidth, img.naturalHeight, img.getBoundingClientRect().width]")
             page.screenshot(path=str(screenshots / "images.png"), full_page=True,
                             timeout=BROWSER_TIMEOUT_MS)
 
@@ -261,8 +262,8 @@ def test_tensorboard_dashboard_in_headless_chromium(default_run):
     for tag, (text, box) in found["cards"].items():
         assert tag in text and "eval" in text and "train" in text, text
         assert box and box["width"] > 100 and box["height"] > 50, box
-    assert found["images"][summaries.CONFUSION_MATRIX][0] > 400, found["images"]
-    assert found["images"][summaries.MISCLASSIFIED][0] > 300, found["images"]
+    for tag, (width, height, shown_width) in found["images"].items():
+        assert width > 300 and height > 300 and shown_width == width, (tag, found["images"])
     # The session's row: its metrics' final values (HParams prints 5 decimals) after the
     # metrics' column titles.
     cells = found["hparams"]
