@@ -29,6 +29,8 @@ functions that write summaries, so the tag names are readable without it.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 # -- the tags ----------------------------------------------------------------------------------
@@ -109,11 +111,16 @@ def text_size(text: str, scale: int) -> tuple[int, int]:
     return GLYPH_HEIGHT * scale, max(len(text) * (GLYPH_WIDTH + 1) - 1, 0) * scale
 
 
+@functools.cache
+def _scaled_glyph(char: str, scale: int) -> np.ndarray:
+    return np.kron(FONT[char], np.ones((scale, scale), bool))
+
+
 def draw_text(image: np.ndarray, text: str, top: int, left: int, color, scale: int = 2) -> None:
     """Draw `text` into an (H, W, 3) uint8 image in place; raises KeyError for a character
     the font lacks (see FONT)."""
     for i, char in enumerate(text):
-        mask = np.kron(FONT[char], np.ones((scale, scale), bool))
+        mask = _scaled_glyph(char, scale)
         x = left + i * (GLYPH_WIDTH + 1) * scale
         region = image[top:top + mask.shape[0], x:x + mask.shape[1]]
         region[mask[:region.shape[0], :region.shape[1]]] = color
