@@ -252,13 +252,18 @@ class CheckpointWriter:
             tf.io.gfile.rmtree(self.directory)
 
 
-def run_model_name(model_dir: str) -> str | None:
-    """The network a model directory was trained with, if it says."""
+def run_record(model_dir: str) -> dict:
+    """The model directory's run_config.json (model/run_identity.py); {} if absent or unreadable."""
     try:
         config = read_json(join(model_dir, RUN_CONFIG))
     except (tf.errors.OpError, ValueError):
-        return None
-    return config.get("model") if config else None
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def run_model_name(model_dir: str) -> str | None:
+    """The network a model directory was trained with, if it says."""
+    return run_record(model_dir).get("model")
 
 
 def read_complete_marker(model_dir: str) -> int | None:

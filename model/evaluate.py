@@ -37,9 +37,10 @@ import threading
 import time
 import uuid
 
+import numpy as np
 import tensorflow as tf
 
-from model import checkpointing, goodput, layout, log_lines
+from model import checkpointing, goodput, layout, log_lines, summaries
 from model.atomic_write import write_json_atomically
 from model.checkpointing import READ_ERRORS
 from model.config import EVAL_CHECK_INTERVAL_SECS, EVAL_INTERVAL_SECS
@@ -92,6 +93,16 @@ class EvalConfig:
         return final_step
 
 
+@dataclasses.dataclass
+class Scores:
+    """One pass over a split."""
+
+    accuracy: float  # moving-average weights
+    raw_accuracy: float  # raw weights
+    loss: float  # moving-average weights: mean cross-entropy + the L2 term (the training objective)
+    predictions: np.ndarray  # moving-average weights: the digit predicted for each example, in order
+
+
 class CheckpointScorer:
     """Restores a checkpoint's raw and moving-average weights and scores a split."""
 
@@ -106,13 +117,16 @@ class CheckpointScorer:
         self._restored_names = {"network", "averages", "step", "_CHECKPOINTABLE_OBJECT_GRAPH"}
 
         @tf.function
-        def count_correct(images, labels):
+        def score_batch(images, labels):
             raw = tf.argmax(self.network(images), 1, output_type=tf.int32)
-            avg = tf.argmax(self.averaged(images), 1, output_type=tf.int32)
+            logits = self.averaged(images)
+            avg = tf.argmax(logits, 1, output_type=tf.int32)
+            cross_entropy = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
             return (tf.reduce_sum(tf.cast(raw == labels, tf.int64)),
-                    tf.reduce_sum(tf.cast(avg == labels, tf.int64)))
+                    tf.reduce_sum(tf.cast(avg == labels, tf.int64)),
+                    tf.reduce_sum(cross_entropy), avg)
 
-        self._count_correct = count_correct
+        self._score_batch = score_batch
 
     def restore(self, path: str) -> int:
         """Load `path`; raises one of READ_ERRORS if it is missing or damaged.
@@ -133,14 +147,31 @@ class CheckpointScorer:
         self.averages.copy_into(self.averaged)
         return int(self.step.numpy())
 
-    def accuracy(self, dataset: tf.data.Dataset, size: int) -> tuple[float, float]:
-        """(moving-average accuracy, raw accuracy) over a dataset of `size` examples."""
+    def score(self, dataset: tf.data.Dataset, size: int, regularization_rate: float = 0.0) -> Scores:
+        """Accuracies, loss and predictions over a dataset of `size` examples, in one pass.
+
+        The loss is the trainer's (model/train_state.py `loss_fn`): mean cross-entropy plus
+        `regularization_rate` times the L2 term of the weights, so the `train` and `eval` runs'
+        loss curves measure the same thing.
+        """
         raw_total = avg_total = 0
+        cross_entropy = 0.0
+        predictions = []
         for images, labels in dataset:
-            raw, avg = self._count_correct(images, labels)
+            raw, avg, batch_cross_entropy, predicted = self._score_batch(images, labels)
             raw_total += int(raw)
             avg_total += int(avg)
-        return avg_total / size, raw_total / size
+            cross_entropy += float(batch_cross_entropy)
+            predictions.append(predicted.numpy())
+        l2 = sum(float(tf.nn.l2_loss(w)) for w in self.averaged.regularized_variables)
+        return Scores(accuracy=avg_total / size, raw_accuracy=raw_total / size,
+                      loss=cross_entropy / size + regularization_rate * l2,
+                      predictions=np.concatenate(predictions) if predictions else np.zeros(0, np.int32))
+
+    def accuracy(self, dataset: tf.data.Dataset, size: int) -> tuple[float, float]:
+        """(moving-average accuracy, raw accuracy) over a dataset of `size` examples."""
+        scores = self.score(dataset, size)
+        return scores.accuracy, scores.raw_accuracy
 
 
 def checkpoint_identity(path: str) -> str | None:
@@ -290,13 +321,18 @@ class Evaluator:
         self.writer = tf.summary.create_file_writer(self.eval_dir)
         self._warned: set[str] = set()
         self._final_missing = 0  # polls in a row that found the final checkpoint gone
+        self._run_record: dict = {}  # run_config.json, read at the first evaluation
+        self._hparams_written = False  # the HParams session, once per evaluator
 
     def evaluate_checkpoint(self, path: str, identity: str) -> dict | None:
         """Score one checkpoint on the validation set; None if it could not be read."""
         try:
             t0 = time.monotonic()
             step = self.scorer.restore(path)
-            accuracy, raw_accuracy = self.scorer.accuracy(self.validation_ds, len(self.validation))
+            record = self._record()
+            scores = self.scorer.score(self.validation_ds, len(self.validation),
+                                       (record.get("hparams") or {}).get("regularization_rate", 0.0))
+            accuracy, raw_accuracy = scores.accuracy, scores.raw_accuracy
             seconds = time.monotonic() - t0
         except READ_ERRORS as e:
             gone = not tf.io.gfile.exists(path + ".index")
@@ -310,13 +346,24 @@ class Evaluator:
         self.state.results[step] = result
         self.state.save()
         with self.writer.as_default(step=step):
-            tf.summary.scalar("accuracy", accuracy)
-            tf.summary.scalar("accuracy_raw_weights", raw_accuracy)
+            if record and not self._hparams_written:
+                summaries.write_hparams(summaries.run_configuration(record, self.config.max_steps),
+                                        trial_id=record.get("run_id"))
+                self._hparams_written = True
+            summaries.write_evaluation(loss=scores.loss, accuracy=accuracy, raw_accuracy=raw_accuracy,
+                                       labels=self.validation.labels, predictions=scores.predictions,
+                                       images=self.validation.images)
         self.writer.flush()
         print(log_lines.EVAL_VALIDATION_FORMAT % (step, accuracy), flush=True)
         goodput.eval_printed(self.eval_dir, step)  # its lag: model/goodput.py
         _emit({"event": "eval", "step": step, **result})
         return result
+
+    def _record(self) -> dict:
+        """The run's run_config.json (the trainer wrote it before its first checkpoint)."""
+        if not self._run_record:
+            self._run_record = checkpointing.run_record(self.config.model_dir)
+        return self._run_record
 
     def _warn_once(self, message: str) -> None:
         """Log a warning the first time it is seen, not on every poll."""
@@ -373,7 +420,7 @@ class Evaluator:
                    "checkpoints_evaluated": len(self.state.results)}
         metrics.update(goodput.final_metrics_fields(self.config.model_dir, self.eval_dir))
         with self.writer.as_default(step=final_step):
-            tf.summary.scalar("test_accuracy", test_accuracy)
+            tf.summary.scalar(summaries.TEST_ACCURACY, test_accuracy)
         self.writer.flush()
         write_json_atomically(layout.child(self.eval_dir, FINAL_METRICS), metrics)
         print(log_lines.EVAL_TEST_FORMAT % (final_step, test_accuracy), flush=True)

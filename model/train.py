@@ -25,7 +25,7 @@ import threading
 import numpy as np
 import tensorflow as tf
 
-from model import checkpointing, goodput, layout, log_lines, run_identity
+from model import checkpointing, goodput, layout, log_lines, run_identity, summaries
 from model.config import ALL_REDUCE_DTYPES, COMPUTE_DTYPES, GRADIENT_EXCHANGES, Hyperparameters
 from model.data import MnistSplits, load_mnist
 from model.errors import ConfigError
@@ -350,6 +350,9 @@ def _build_loop(config: TrainConfig, run: _Run) -> _LoopParts:
         if run.is_chief else tf.summary.create_noop_writer())
     if run.is_chief and run.start_step < hp.max_steps:
         checkpointing.clear_complete_marker(config.model_dir)
+        with summary_writer.as_default(step=run.start_step):
+            summaries.write_run_configuration(
+                summaries.train_configuration(checkpointing.run_record(config.model_dir), config))
 
     dataset = strategy.distribute_datasets_from_function(
         lambda ctx: train_dataset_fn(run.datasets.train, seed=hp.seed, start_step=run.start_step)(
@@ -413,10 +416,8 @@ def _report(boundary: Boundary, summary_writer, *, rate: float, loss: float, acc
             lr: float) -> None:
     if boundary.summarize:
         with summary_writer.as_default(step=boundary.step):
-            tf.summary.scalar("loss", loss)
-            tf.summary.scalar("learning_rate", lr)
-            tf.summary.scalar("batch_accuracy", accuracy)
-            tf.summary.scalar("images_per_sec", rate)
+            summaries.write_train_scalars(loss=loss, accuracy=accuracy, learning_rate=lr,
+                                          images_per_sec=rate)
     if boundary.log:
         log.info(log_lines.TRAIN_PROGRESS_FORMAT, boundary.step, loss, accuracy, lr, rate)
 

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from model import goodput, layout, log_lines
+from model import goodput, layout, log_lines, summaries
 from model.errors import CheckpointError
 from model.evaluate import (FINAL_METRICS, MAX_READ_ATTEMPTS, STATE_FILE, EvalConfig, Evaluator,
                             evaluate)
@@ -128,9 +128,23 @@ def summary_scalars(eval_dir: Path) -> dict[str, dict[int, float]]:
     for events_file in sorted(eval_dir.glob("events.out.tfevents.*")):
         for event in tf.compat.v1.train.summary_iterator(str(events_file)):
             for value in event.summary.value:
-                scalars.setdefault(value.tag, {})[event.step] = float(
-                    tf.make_ndarray(value.tensor))
+                if value.tensor.dtype == tf.float32.as_datatype_enum and not value.tensor.tensor_shape.dim:
+                    scalars.setdefault(value.tag, {})[event.step] = float(tf.make_ndarray(value.tensor))
     return scalars
+
+
+def numpy_scores(path: str, split, regularization_rate: float) -> tuple[float, float, np.ndarray]:
+    """(accuracy, loss, predictions) of the moving-average weights: the trainer's objective,
+    mean cross-entropy + rate * sum(w**2) / 2 over the fc weights."""
+    weights = checkpoint_weights(path, "averages/")
+    logits = numpy_logits(weights, split.images).astype(np.float64)
+    labels = split.labels.astype(int)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    cross_entropy = np.log(np.exp(shifted).sum(axis=1)) - shifted[np.arange(len(labels)), labels]
+    l2 = sum(float(np.sum(weights[w].astype(np.float64) ** 2)) / 2 for w in ("w1", "w2"))
+    predictions = np.argmax(logits, axis=1)
+    return (float(np.mean(predictions == labels)), float(cross_entropy.mean()) + regularization_rate * l2,
+            predictions)
 
 
 class StopAfterFirstPoll(threading.Event):
@@ -204,9 +218,16 @@ def test_evaluates_each_checkpoint_once_in_order_and_writes_final_metrics(model_
 
     # TensorBoard summaries in the eval dir.
     scalars = summary_scalars(model_dir / "eval")
-    assert scalars["accuracy"] == pytest.approx(by_step)
-    assert sorted(scalars["accuracy_raw_weights"]) == STEPS
-    assert scalars["test_accuracy"] == pytest.approx({FINAL: metrics["test_accuracy"]})
+    assert scalars[summaries.ACCURACY] == pytest.approx(by_step)
+    assert sorted(scalars[summaries.RAW_WEIGHTS_ACCURACY]) == STEPS
+    assert scalars[summaries.TEST_ACCURACY] == pytest.approx({FINAL: metrics["test_accuracy"]})
+    # ... and the dashboard's loss, per-class accuracy, images and HParams (tests/test_summaries.py).
+    from tests.test_summaries import assert_eval_dashboard
+
+    record = json.loads((model_dir / layout.RUN_CONFIG).read_text())
+    rate = record["hparams"]["regularization_rate"]
+    assert_eval_dashboard(model_dir / "eval", mnist, STEPS, record, {
+        step: numpy_scores(str(model_dir / f"ckpt-{step}"), mnist.validation, rate) for step in STEPS})
 
 
 def test_numpy_reference_pairs_averages_like_moving_averages(trained_dir, mnist):

@@ -32,9 +32,9 @@ import urllib.request
 
 import pytest
 
-from model import log_lines
+from model import log_lines, summaries
 from scripts.local_runner import netns, userns
-from scripts.paths import REPO_ROOT
+from scripts.paths import REPO_ROOT, RUNS_DIR
 from tests.e2e.conftest import (FAST, ROOTLESS, LocalRun, checkpoint_steps, generations,
                                 holder_userns, processes_mentioning, runner_prerequisites, unavailable)
 
@@ -158,54 +158,124 @@ def test_tensorboard_serves_the_train_and_eval_runs_and_the_accuracy_scalars(def
     while True:  # TensorBoard reloads the log dir every reloadInterval (2 s here)
         runs = json.load(urllib.request.urlopen(url + "data/runs", timeout=10))
         tags = json.load(urllib.request.urlopen(url + "data/plugin/scalars/tags", timeout=10))
-        if {"train", "eval"} <= set(runs) and "accuracy" in tags.get("eval", {}):
+        if {"train", "eval"} <= set(runs) and summaries.TEST_ACCURACY in tags.get("eval", {}):
             points = json.load(urllib.request.urlopen(
-                url + "data/plugin/scalars/scalars?run=eval&tag=accuracy", timeout=10))
+                url + f"data/plugin/scalars/scalars?run=eval&tag={summaries.ACCURACY}", timeout=10))
             if points and points[-1][1] == 1000:
                 break
         assert time.monotonic() < deadline, f"runs {runs}, tags {tags}"
         time.sleep(2)
-    assert {"loss", "learning_rate"} <= set(tags["train"]), tags
+    assert set(summaries.TRAIN_SCALARS) <= set(tags["train"]), tags
+    assert set(summaries.EVAL_SCALARS) <= set(tags["eval"]), tags
     assert [p[1] for p in points] == [200, 400, 600, 800, 1000]
     assert points[-1][2] >= MIN_TEST_ACCURACY
+    images = json.load(urllib.request.urlopen(url + "data/plugin/images/tags", timeout=10))
+    assert set(summaries.EVAL_IMAGES) <= set(images.get("eval", {})), images
 
 
-def test_tensorboard_dashboard_in_headless_chromium(default_run, tmp_path):
-    chromium = "/usr/bin/chromium"
-    if not os.access(chromium, os.X_OK):
-        unavailable("Chromium not installed (Debian package chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable("Playwright for Python not installed (pip install playwright)")
-    url = re.search(r"TensorBoard keeps serving at (http://\S+/)", default_run.output()).group(1)
-    screenshot = tmp_path / "tensorboard.png"
+SCREENSHOTS_DIR = RUNS_DIR / "screenshots"  # runs/ is git-ignored; open the PNGs after `make test`
+BROWSER_TIMEOUT_MS = 180_000  # TensorBoard's pages are slow when the tests load both cores
+
+
+def check_dashboard(url: str, run_id: str, screenshots) -> dict:
+    """Open TensorBoard at `url` in headless Chromium and check the three views a user opens:
+    Time Series' scalars (the `accuracy` and `loss` cards each draw both the train and the eval
+    run, at step 1000), the Images tab (the confusion matrix and the misclassified digits, at
+    actual size) and HParams (the session of run `run_id` with its metric values).
+    Saves scalars.png, images.png and hparams.png in `screenshots`; returns what it read."""
+    from playwright.sync_api import sync_playwright
+
+    screenshots.mkdir(parents=True, exist_ok=True)
+    found: dict = {"cards": {}, "images": {}}
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=[
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
             "--disable-component-update", "--disable-sync", "--no-first-run"])
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(url + "#timeseries", wait_until="networkidle", timeout=60_000)
-            # Time Series: one card per tag. Filter the evaluator's tag, `accuracy` (run `eval`).
-            page.locator("metrics-tag-filter-component input").fill("^accuracy$")
+            page.set_default_timeout(BROWSER_TIMEOUT_MS)
+            page.goto(url + "#timeseries", wait_until="networkidle")
+            tag_filter = page.locator("metrics-tag-filter-component input")
+
+            def card(kind: str, tag: str):
+                title = page.locator(f'tb-truncated-path[title="{tag}"]')
+                found = page.locator(kind).filter(has=title).first
+                found.wait_for(state="visible")
+                return found
+
+            # Scalars: one card per shared tag, its data table listing both runs at the last step.
+            tag_filter.fill(f"^({summaries.ACCURACY}|{summaries.LOSS})$")
             page.keyboard.press("Escape")  # close the filter's suggestions
-            title = page.locator('tb-truncated-path[title="accuracy"]')
-            card = page.locator("scalar-card").filter(has=title).first
-            card.wait_for(state="visible", timeout=60_000)
-            card.locator("line-chart canvas").first.wait_for(state="visible", timeout=60_000)
-            # Its data table shows the eval run at the final step.
-            page.wait_for_function(
-                "card => /\\beval\\b/.test(card.innerText) && card.innerText.includes('1,000')",
-                arg=card.element_handle(), timeout=60_000)
-            text = card.inner_text()
-            box = card.locator("line-chart canvas").first.bounding_box()
-            page.screenshot(path=str(screenshot), full_page=True)
+            for tag in (summaries.ACCURACY, summaries.LOSS):
+                scalar_card = card("scalar-card", tag)
+                scalar_card.locator("line-chart canvas").first.wait_for(state="visible")
+                page.wait_for_function(
+                    "card => /\\beval\\b/.test(card.innerText) && /\\btrain\\b/.test(card.innerText)"
+                    " && card.innerText.includes('1,000')", arg=scalar_card.element_handle())
+                found["cards"][tag] = (scalar_card.inner_text(),
+                                       scalar_card.locator("line-chart canvas").first.bounding_box())
+            page.screenshot(path=str(screenshots / "scalars.png"), timeout=BROWSER_TIMEOUT_MS)
+
+            # Images (the Images tab, which lists every image at actual size when asked): both
+            # loaded, at the sizes model/summaries.py draws them.
+            page.goto(url + "#images", wait_until="networkidle")
+            page.get_by_text("Show actual image size").click()
+            for tag in summaries.EVAL_IMAGES:
+                loader = page.locator("tf-image-loader").filter(has_text=f"tag: {tag}").first
+                image = loader.locator("img").first
+                image.wait_for(state="visible")
+                page.wait_for_function("img => img.complete && img.naturalWidth > 0",
+                                       arg=image.element_handle())
+                found["images"][tag] = image.evaluate(
+                    "img => [img.naturalWidth, img.naturalHeight, img.getBoundingClientRect().width]")
+            page.screenshot(path=str(screenshots / "images.png"), full_page=True,
+                            timeout=BROWSER_TIMEOUT_MS)
+
+            # HParams: the run's session (its trial id is the run id) with its metrics.
+            page.set_viewport_size({"width": 2400, "height": 800})  # every column of the table
+            page.goto(url + "#hparams", wait_until="networkidle")
+            table = page.locator("tf-hparams-table-view")
+            table.get_by_text(run_id, exact=True).first.wait_for(state="visible")
+            found["hparams"] = table.locator("vaadin-grid-cell-content").all_inner_texts()
+            page.screenshot(path=str(screenshots / "hparams.png"), timeout=BROWSER_TIMEOUT_MS)
         finally:
             browser.close()
-    assert "accuracy" in text and "eval" in text, text
-    assert box and box["width"] > 100 and box["height"] > 50, box
-    assert screenshot.stat().st_size > 10_000
+    print(f"TensorBoard screenshots: {screenshots}")
+    return found
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+def test_tensorboard_dashboard_in_headless_chromium(default_run):
+    """The dashboard a user opens (issue 15): train and eval overlaid on the accuracy and loss
+    cards, the confusion matrix and misclassified digits, the run in HParams with its final
+    metrics. Screenshots in runs/screenshots/ (printed)."""
+    if not os.access(CHROMIUM, os.X_OK):
+        unavailable("Chromium not installed (Debian package chromium)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        unavailable("Playwright for Python not installed (pip install playwright)")
+    url = re.search(r"TensorBoard keeps serving at (http://\S+/)", default_run.output()).group(1)
+    # (run.model_dir() reads summary.json, which comes only when the run ends)
+    model_dir = default_run.run_dir / "volumes" / "mnist-train-models" / "mnist-train"
+    run_id = json.loads((model_dir / "run_config.json").read_text())["run_id"]
+    metrics = json.loads((model_dir / "eval" / "final_metrics.json").read_text())
+    found = check_dashboard(url, run_id, SCREENSHOTS_DIR)
+    for tag, (text, box) in found["cards"].items():
+        assert tag in text and "eval" in text and "train" in text, text
+        assert box and box["width"] > 100 and box["height"] > 50, box
+    for tag, (width, height, shown_width) in found["images"].items():
+        assert width > 300 and height > 300 and shown_width == width, (tag, found["images"])
+    # The session's row: its metrics' final values (HParams prints 5 decimals) after the
+    # metrics' column titles.
+    cells = found["hparams"]
+    assert {"validation accuracy", "test accuracy"} <= set(cells), cells
+    assert f"{metrics['test_accuracy']:.5f}" in cells, cells
+    assert f"{metrics['final_validation_accuracy']:.5f}" in cells, cells
+    for name in ("scalars", "images", "hparams"):
+        assert (SCREENSHOTS_DIR / f"{name}.png").stat().st_size > 10_000
 
 
 def test_ctrl_c_after_the_jobs_ends_the_run_with_their_exit_code(default_run):
