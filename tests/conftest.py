@@ -1,5 +1,6 @@
-"""Shared test setup: MNIST loaded once, and one real short MLP training run that the
-trainer, evaluator, export and CLI tests read."""
+"""Shared test setup: MNIST loaded once, one real short MLP training run that the
+trainer, evaluator, export and CLI tests read, and one real 2-worker run that the
+multi-process resume tests start from."""
 
 from __future__ import annotations
 
@@ -63,6 +64,30 @@ def model_dir(trained_dir, tmp_path) -> pathlib.Path:
     copy = tmp_path / "model"
     shutil.copytree(trained_dir, copy)
     return copy
+
+
+TWO_WORKER_STEPS = 100  # `two_worker_dir`'s run; a checkpoint every 50 steps
+TWO_WORKER_ARGS = ["--model", "mlp", "--save-checkpoints-steps", "50", "--log-every-steps", "50",
+                   "--steps-per-loop", "50"]
+
+
+@pytest.fixture(scope="session")
+def two_worker_dir(tmp_path_factory) -> pathlib.Path:
+    """A real 2-worker MLP run (`python -m model train` processes on 127.0.0.1, tests/multiworker.py)
+    to step 100, checkpoints at 50 and 100; trained once per session for the tests that resume it
+    (on one worker, past a live lease). Read it, or train on a copy."""
+    from tests.multiworker import Cluster, done_line
+
+    cluster = Cluster(tmp_path_factory.mktemp("two-workers"), workers=2,
+                      train_args=[*TWO_WORKER_ARGS, "--max-steps", str(TWO_WORKER_STEPS)])
+    try:
+        workers = cluster.start_workers()
+        assert [w.wait(240) for w in workers] == [0, 0]
+    finally:
+        cluster.stop_all()
+    assert done_line(workers[0]) == done_line(workers[1])
+    assert done_line(workers[0])[0] == TWO_WORKER_STEPS
+    return cluster.model_dir
 
 
 @pytest.fixture(scope="module")

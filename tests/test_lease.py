@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -448,7 +449,7 @@ def test_a_model_directory_that_is_a_file_is_a_config_error(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_other_workers_restore_only_once_the_chief_holds_the_lease(tmp_path):
+def test_the_other_workers_restore_only_once_the_chief_holds_the_lease(two_worker_dir, tmp_path):
     """While the chief waits for a live holder of the same run (the old group of
     a `helm upgrade`, still saving), its peers must not restore: the newest
     checkpoint is only final once the old holder has let go, and a group whose
@@ -458,10 +459,9 @@ def test_the_other_workers_restore_only_once_the_chief_holds_the_lease(tmp_path)
     there until the chief, past the lease, creates its own. This test pins it."""
     cluster = Cluster(tmp_path, workers=2, train_args=[
         "--model", "mlp", "--save-checkpoints-steps", "100", "--steps-per-loop", "50"])
+    shutil.copytree(two_worker_dir, cluster.model_dir)  # a 2-worker run, finished at step 100
     ttl = {leases.TTL_ENV: "1"}
     try:
-        assert [w.wait(240) for w in cluster.start_workers(attempt=0, extra=["--max-steps", "100"])] \
-            == [0, 0]
         run_id = json.loads((cluster.model_dir / "run_config.json").read_text())["run_id"]
         holder = start_holder(cluster.model_dir, run_id, ttl=1.0)
         try:

@@ -95,53 +95,62 @@ def test_gathered_factors_and_the_all_reduce_train_alike(tmp_path):
     assert losses["auto"] == pytest.approx(losses["all-reduce"], rel=5e-3)
 
 
-def test_sigkill_of_one_worker_then_restart_resumes_from_the_last_checkpoint(tmp_path):
-    cluster = Cluster(tmp_path, workers=2, train_args=[*MLP_ARGS, "--max-steps", "600"])
+@pytest.fixture(scope="module")
+def preempted_then_killed(tmp_path_factory):
+    """One 2-worker run, three groups: worker 1 SIGTERMed at step 200 (no regular checkpoints
+    yet, so the preemption's is the only one), then, in the group that resumed, worker 1
+    SIGKILLed after its first regular checkpoint, then a group that finishes. Each fault hits
+    the group the one before left, so the two tests below share the run (and its start-up)."""
+    tmp = tmp_path_factory.mktemp("faults")
+    cluster = Cluster(tmp, workers=2, train_args=[*MLP_ARGS, "--max-steps", "600"])
+    run = {"cluster": cluster}
     try:
-        first = cluster.start_workers(attempt=0)
-        first[0].wait_for(r"saved .*ckpt-200$", timeout=240)
-        first[1].kill()  # SIGKILL: no chance to save
-        # The survivor must notice its peer is gone and fail, not hang.
-        assert first[0].wait(90) not in (0, EXIT_PREEMPTED)
-        last_saved = max(checkpoint_steps(cluster.model_dir))
-        assert 200 <= last_saved < 600
+        first = cluster.start_workers(attempt=0, extra=["--save-checkpoints-steps", "10000"])
+        first[1].wait_for(r"train \| step 200 ", timeout=240)
+        first[1].signal(signal.SIGTERM)  # only one pod is preempted; both must stop together
+        run["preempted_codes"] = [w.wait(90) for w in first]
+        match = first[0].wait_for(r"step (\d+) \| SIGTERM: checkpoint saved", timeout=1)
+        run["preempted_at"] = preempted_at = int(match.group(1))
+        run["checkpoints_after_sigterm"] = checkpoint_steps(cluster.model_dir)
+        run["complete_after_sigterm"] = (cluster.model_dir / "training_complete.json").exists()
 
         second = cluster.start_workers(attempt=1)
-        assert [w.wait(240) for w in second] == [0, 0]
+        saved = second[0].wait_for(r"saved .*ckpt-(\d+)$", timeout=240)
+        assert int(saved.group(1)) > preempted_at, saved.group(0)
+        second[1].kill()  # SIGKILL: no chance to save
+        # The survivor must notice its peer is gone and fail, not hang.
+        run["survivor_code"] = second[0].wait(90)
+        run["last_saved"] = max(checkpoint_steps(cluster.model_dir))
+
+        third = cluster.start_workers(attempt=2)
+        assert [w.wait(240) for w in third] == [0, 0]
     finally:
         cluster.stop_all()
-    for worker in second:
-        assert restored_step(worker.output()) == last_saved
-    (step0, weights0), (step1, weights1) = (done_line(w) for w in second)
+    run.update(first=first, second=second, third=third)
+    return run
+
+
+def test_sigterm_saves_on_every_worker_and_exits_with_the_preemption_code(preempted_then_killed):
+    run = preempted_then_killed
+    assert run["preempted_codes"] == [EXIT_PREEMPTED, EXIT_PREEMPTED]
+    assert run["checkpoints_after_sigterm"] == [run["preempted_at"]]
+    assert not run["complete_after_sigterm"]
+    for worker in run["second"]:  # no step lost: training resumes exactly where it stopped
+        assert restored_step(worker.output()) == run["preempted_at"]
+
+
+def test_sigkill_of_one_worker_then_restart_resumes_from_the_last_checkpoint(preempted_then_killed):
+    run = preempted_then_killed
+    assert run["survivor_code"] not in (0, EXIT_PREEMPTED)
+    assert run["preempted_at"] < run["last_saved"] < 600
+    for worker in run["third"]:
+        assert restored_step(worker.output()) == run["last_saved"]
+    (step0, weights0), (step1, weights1) = (done_line(w) for w in run["third"])
     assert step0 == step1 == 600 and weights0 == weights1
     # The killed worker's temporary checkpoint directory went when it started again.
     # (TensorFlow's autograph leaves its own __autograph_generated_file*.py after a SIGKILL.)
-    leftovers = list(cluster.worker_tmp[1].glob("mnist-train-worker*"))
+    leftovers = list(run["cluster"].worker_tmp[1].glob("mnist-train-worker*"))
     assert not leftovers, f"worker 1 left temporary checkpoint directories: {leftovers}"
-
-
-def test_sigterm_saves_on_every_worker_and_exits_with_the_preemption_code(tmp_path):
-    cluster = Cluster(tmp_path, workers=2, train_args=[*MLP_ARGS, "--max-steps", "500",
-                                                       "--save-checkpoints-steps", "10000"])
-    try:
-        first = cluster.start_workers(attempt=0)
-        first[1].wait_for(r"train \| step 200 ", timeout=240)
-        first[1].signal(signal.SIGTERM)  # only one pod is preempted; both must stop together
-        codes = [w.wait(90) for w in first]
-        assert codes == [EXIT_PREEMPTED, EXIT_PREEMPTED]
-        match = first[0].wait_for(r"step (\d+) \| SIGTERM: checkpoint saved", timeout=1)
-        preempted_at = int(match.group(1))
-        assert checkpoint_steps(cluster.model_dir) == [preempted_at]
-        assert not (cluster.model_dir / "training_complete.json").exists()
-
-        second = cluster.start_workers(attempt=1)
-        assert [w.wait(240) for w in second] == [0, 0]
-    finally:
-        cluster.stop_all()
-    for worker in second:  # no step lost: training resumes exactly where it stopped
-        assert restored_step(worker.output()) == preempted_at
-    assert done_line(second[0]) == done_line(second[1])
-    assert done_line(second[0])[0] == 500
 
 
 def test_resumed_training_matches_an_uninterrupted_run_step_for_step(tmp_path):

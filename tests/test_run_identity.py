@@ -17,7 +17,7 @@ import pytest
 from model import log_lines, run_identity
 from model.config import preset
 from model.errors import EXIT_CONFIG_ERROR, ConfigError
-from tests.multiworker import Cluster, done_line
+from tests.multiworker import Cluster
 from tests.test_gcs import bucket, client, emulator  # noqa: F401 - pytest fixtures
 
 IMAGES = np.arange(2 * 784, dtype=np.uint8).reshape(2, 784)
@@ -236,18 +236,12 @@ MLP_ARGS = ["--model", "mlp", "--save-checkpoints-steps", "50", "--log-every-ste
 
 
 @pytest.mark.slow
-def test_a_two_worker_run_resumed_on_one_worker_is_refused(tmp_path):
+def test_a_two_worker_run_resumed_on_one_worker_is_refused(two_worker_dir, tmp_path):
     """Defect 6: the data position (step x global batch) and the learning-rate
     schedule would silently shift; the resume is refused with what to do."""
-    two = Cluster(tmp_path, workers=2, train_args=[*MLP_ARGS, "--max-steps", "100"])
-    try:
-        workers = two.start_workers()
-        assert [w.wait(240) for w in workers] == [0, 0]
-    finally:
-        two.stop_all()
-    done_line(workers[0])
-    before = snapshot(two.model_dir)
     one = Cluster(tmp_path, workers=1, train_args=[*MLP_ARGS, "--max-steps", "200"])
+    shutil.copytree(two_worker_dir, one.model_dir)  # the 2-worker run, finished at step 100
+    before = snapshot(one.model_dir)
     try:
         (alone,) = one.start_workers(attempt=1)
         code = alone.wait(120)
@@ -257,5 +251,5 @@ def test_a_two_worker_run_resumed_on_one_worker_is_refused(tmp_path):
     error = log_lines.ERROR.search(alone.output())["message"]
     for part in ("num_workers: 2 → 1", "global_batch: 200 → 100", "storage.modelDirName"):
         assert part in error, error
-    assert snapshot(two.model_dir) == before
+    assert snapshot(one.model_dir) == before
     shutil.rmtree(tmp_path / "logs")

@@ -12,10 +12,10 @@ Accuracy thresholds: the MLP reaches about 0.98 validation accuracy after
 require test accuracy >= 0.96.
 
 For speed (about 30 % of `make test` is this file) the fault runs go no
-further than the property needs: 400-600 steps, no TensorBoard (only the
-default run's tests look at it), and faults of different components that
-cannot interfere share one run (the SIGKILLed workers and the SIGKILLed
-evaluator).
+further than the property needs: 300-700 steps, no TensorBoard (only the
+default run's tests look at it), and faults that cannot interfere share one
+run (the SIGKILLed workers, the SIGKILLed evaluator, and the SIGTERMed
+worker in the group after the kills).
 """
 
 from __future__ import annotations
@@ -291,11 +291,17 @@ def test_ctrl_c_after_the_jobs_ends_the_run_with_their_exit_code(default_run):
 # -- faults ---------------------------------------------------------------------------------------
 
 
+KILLED_RUN_STEPS = 700
+PREEMPTED_AT = 500  # the SIGTERM, after both kills; the steps after it leave room for the stop
+
+
 @pytest.fixture(scope="module")
 def killed_run(tmp_path_factory):
-    """One run, three SIGKILLs: a worker at a random step, the other (or the same) worker at a
-    random later step, and the evaluator at step 300. The trainer's and the evaluator's restarts
-    are independent (the evaluator only reads checkpoints), so one run proves both."""
+    """One run, four faults: a worker SIGKILLed at a random step, the other (or the same) worker
+    at a random later step, the evaluator SIGKILLed at step 300, and worker 1 SIGTERMed (a
+    preemption) at step 500, in the group after the second kill. The trainer's and the
+    evaluator's restarts are independent (the evaluator only reads checkpoints), and each
+    trainer fault hits the group the previous one left, so one run proves all four."""
     reason = runner_prerequisites()
     if reason:
         unavailable(reason)
@@ -307,16 +313,18 @@ def killed_run(tmp_path_factory):
     first, second = rng.choice([150, 250]), rng.choice([350, 450])
     victims = rng.sample([0, 1], 2)
     run = LocalRun(tmp_path_factory.mktemp("killed"), [
-        *NO_TB, "--set", "training.maxSteps=600", "--set", "training.saveCheckpointsSteps=100",
+        *NO_TB, "--set", f"training.maxSteps={KILLED_RUN_STEPS}",
+        "--set", "training.saveCheckpointsSteps=100",
         "--fault", f"kill:worker={victims[0]}:step={first}",
         "--fault", f"kill:worker={victims[1]}:step={second}",
-        "--fault", "kill:evaluator:step=300"])
+        "--fault", "kill:evaluator:step=300",
+        "--fault", f"term:worker=1:step={PREEMPTED_AT}"])
     try:
         run.code = run.wait(RUN_TIMEOUT)
         run.context = (f"seed {seed} (E2E_SEED reproduces it): kills at {first} (worker {victims[0]}), "
                        f"{second} (worker {victims[1]})\n{run.tail()}")
         assert run.code == 0, run.context
-        assert_trained_to(run, 600)
+        assert_trained_to(run, KILLED_RUN_STEPS)
         yield run
     finally:
         run.stop()
@@ -326,10 +334,10 @@ def killed_run(tmp_path_factory):
 def test_sigkill_of_a_worker_at_random_steps_restarts_the_group_from_the_last_checkpoint(killed_run):
     run, context = killed_run, killed_run.context
     summary = run.summary()
-    faults = [f for f in summary["faults"] if f["component"] == "trainer"]
+    faults = [f for f in summary["faults"] if f["component"] == "trainer" and f["action"] == "kill"]
     assert len(faults) == 2 and all(f["fired"] for f in faults), context
     gens = generations(trainer_pods(run))
-    assert len(gens) == 3, context  # the first group, one after each kill
+    assert len(gens) == 4, context  # the first group, one after each kill, one after the SIGTERM
     for g, fault in enumerate(faults):
         killed, survivor = (gens[g][fault["index"]], gens[g][1 - fault["index"]])
         assert killed["name"] == fault["pod"] and killed["exit_code"] == 137, context
@@ -341,15 +349,16 @@ def test_sigkill_of_a_worker_at_random_steps_restarts_the_group_from_the_last_ch
         for pod in gens[g + 1]:
             assert pod["facts"]["restored_step"] == last_saved, context
             assert pod["facts"]["start_step"] == last_saved, context
-    # goodput: three chief attempts, two disruptions, only steps past the last checkpoint lost
-    # (fewer than the 100 between checkpoints per kill).
+    # goodput: four chief attempts (two kills, then the SIGTERM), only steps past the last
+    # checkpoint lost (fewer than the 100 between checkpoints per kill; the preemption loses none).
     gp = summary["goodput"]
-    assert gp["complete"] and gp["attempts"] == 3 and 0 < gp["steps_lost"] < 200, (gp, context)
-    assert [d["restored_step"] for d in gp["disruptions"]] == [chief_last_saved(g) for g in gens[:2]], context
+    assert gp["complete"] and gp["attempts"] == 4 and 0 < gp["steps_lost"] < 200, (gp, context)
+    restored = [d["restored_step"] for d in gp["disruptions"][:2]]
+    assert restored == [chief_last_saved(g) for g in gens[:2]], context
     trainer_job = next(w for w in summary["workloads"] if w["component"] == "trainer")
-    # Each kill failed both indexes once (counted against backoffLimitPerIndex 3).
+    # Each kill failed both indexes once (counted against backoffLimitPerIndex 3); the
+    # SIGTERM's exits 42 were not counted (test_sigterm_preemption_... below).
     assert [i["counted_failures"] for i in trainer_job["indexes"]] == [2, 2], context
-    assert [i["ignored_failures"] for i in trainer_job["indexes"]] == [0, 0], context
 
 
 def test_killed_evaluator_resumes_without_re_evaluating_and_scores_the_final_checkpoint(killed_run):
@@ -362,8 +371,35 @@ def test_killed_evaluator_resumes_without_re_evaluating_and_scores_the_final_che
     after = [s for s, _ in second["facts"]["evaluations"]]
     assert before and max(before) >= 300
     assert not set(before) & set(after), f"re-evaluated: {before} then {after}"
-    assert after and after[-1] == 600 and min(after) > max(before)
-    assert second["facts"]["final"]["final_step"] == 600
+    assert after and after[-1] == KILLED_RUN_STEPS and min(after) > max(before)
+    assert second["facts"]["final"]["final_step"] == KILLED_RUN_STEPS
+
+
+def test_sigterm_preemption_checkpoints_everywhere_and_is_not_counted(killed_run):
+    """The SIGTERM of the killed run (its fourth group, after the two kills)."""
+    run, context = killed_run, killed_run.context
+    summary = run.summary()
+    (fault,) = [f for f in summary["faults"] if f["action"] == "term"]
+    assert fault["fired"], context
+    gens = generations(trainer_pods(run))
+    assert len(gens) == 4, context
+    preempted_group, resumed = gens[2], gens[3]
+    assert fault["pod"] == preempted_group[1]["name"], context
+    assert [p["exit_code"] for p in preempted_group] == [42, 42], context
+    assert [p["outcome"] for p in preempted_group] == ["ignored", "ignored"], context
+    preempted = {p["facts"]["preempted_step"] for p in preempted_group}
+    assert len(preempted) == 1, preempted  # every worker saved at the same step
+    (step,) = preempted
+    assert PREEMPTED_AT <= step < KILLED_RUN_STEPS, context
+    for pod in resumed:  # no step lost or repeated
+        assert pod["facts"]["restored_step"] == step and pod["facts"]["start_step"] == step, context
+    assert step in checkpoint_steps(run.model_dir()), context
+    preemption = summary["goodput"]["disruptions"][2]  # model/goodput.py: a preemption loses no step
+    assert preemption["how"] == "preempted" and preemption["restored_step"] == step, (preemption, context)
+    trainer_job = next(w for w in summary["workloads"] if w["component"] == "trainer")
+    # Only the two kills counted (test_sigkill_... above); the preemption was ignored once per index.
+    assert [i["counted_failures"] for i in trainer_job["indexes"]] == [2, 2], context
+    assert [i["ignored_failures"] for i in trainer_job["indexes"]] == [1, 1], context
 
 
 def test_sigstop_of_a_worker_fails_the_group_within_25s_and_it_recovers(local_run):
@@ -384,30 +420,6 @@ def test_sigstop_of_a_worker_fails_the_group_within_25s_and_it_recovers(local_ru
     last_saved = chief_last_saved(gens[0])
     for pod in gens[-1]:
         assert pod["facts"]["restored_step"] == last_saved
-
-
-def test_sigterm_preemption_checkpoints_everywhere_and_is_not_counted(local_run):
-    run = local_run([*NO_TB, "--set", "training.maxSteps=500", "--set", "training.saveCheckpointsSteps=10000",
-                     "--fault", "term:worker=1:step=200"])
-    code = run.wait(RUN_TIMEOUT)
-    assert code == 0, run.tail()
-    summary = assert_trained_to(run, 500)
-    gens = generations(trainer_pods(run))
-    assert len(gens) == 2, run.tail()
-    assert [p["exit_code"] for p in gens[0]] == [42, 42]
-    assert [p["outcome"] for p in gens[0]] == ["ignored", "ignored"]
-    preempted = {p["facts"]["preempted_step"] for p in gens[0]}
-    assert len(preempted) == 1, preempted  # every worker saved at the same step
-    (step,) = preempted
-    assert 200 <= step < 500
-    for pod in gens[1]:  # no step lost or repeated
-        assert pod["facts"]["restored_step"] == step and pod["facts"]["start_step"] == step
-    assert checkpoint_steps(run.model_dir()) == [step, 500]
-    gp = summary["goodput"]  # model/goodput.py: a preemption loses no step
-    assert gp["attempts"] == 2 and gp["steps_lost"] == 0 and gp["disruptions"][0]["how"] == "preempted", gp
-    trainer_job = next(w for w in summary["workloads"] if w["component"] == "trainer")
-    assert [i["counted_failures"] for i in trainer_job["indexes"]] == [0, 0]
-    assert [i["ignored_failures"] for i in trainer_job["indexes"]] == [1, 1]
 
 
 def test_configuration_error_fails_the_job_at_once_with_the_message(local_run):
