@@ -1,6 +1,6 @@
 """`make bench`: measure, write bench/results/results.{json,md} and print the table.
 
-    python -m bench.run                      # everything (~65 min on 2 cores)
+    python -m bench.run                      # every section (bench/README.md: how long each takes)
     python -m bench.run --only throughput,scaling
     python -m bench.run --quick              # short schedules: checks the harness, NOT the figures
 
