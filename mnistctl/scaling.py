@@ -32,8 +32,9 @@ import dataclasses
 import math
 import sys
 
-from model.config import GRADIENT_EXCHANGES, NETWORK_NAMES
+from model.config import COMPUTE_DTYPE_AUTO, GRADIENT_EXCHANGES, NETWORK_NAMES
 from model.exchange_rule import factors_worth_it
+from model.precision import auto_compute_dtype
 
 # Every trainable variable's shape, in the networks' order (model/networks.py;
 # tests/test_scaling_model.py checks these against the TensorFlow networks).
@@ -183,7 +184,10 @@ def predict(network: str, rows: int, cluster: Cluster, compute_s: float, *, plan
 
 def h200_step_s(batch: int, compute: str = "float32") -> float:
     """LeNet-5 seconds per step on one H200: log-log interpolation between the measured
-    batches, linear in the batch beyond 10,000, the batch-100 time below 100 (launch-bound)."""
+    batches, linear in the batch beyond 10,000, the batch-100 time below 100 (launch-bound).
+    `auto` is what model/precision.py makes of it on a GPU worker (LeNet-5: float32)."""
+    if compute == COMPUTE_DTYPE_AUTO:
+        compute = auto_compute_dtype("lenet5", gpu=True)
     table = sorted(H200_LENET5_MS[compute].items())
     if batch <= table[0][0]:
         return table[0][1] / 1000
@@ -260,7 +264,8 @@ def add_parser(sub) -> None:
     s.add_argument("--gpus-per-node", type=int, default=GPUS_PER_NODE)
     s.add_argument("--exchange", choices=GRADIENT_EXCHANGES, default="auto", help="--gradient-exchange")
     s.add_argument("--wire", choices=tuple(WIRE_BYTES), default="float32", help="--all-reduce-dtype")
-    s.add_argument("--compute", choices=tuple(H200_LENET5_MS), default="float32", help="--compute-dtype")
+    s.add_argument("--compute", choices=(*H200_LENET5_MS, COMPUTE_DTYPE_AUTO), default="float32",
+                   help="--compute-dtype; auto is float32 on GPU workers (model/precision.py)")
 
 
 def cmd_scaling(args: argparse.Namespace) -> int:
