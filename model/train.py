@@ -21,6 +21,7 @@ import dataclasses
 import hashlib
 import logging
 import threading
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -312,7 +313,6 @@ def _set_up(config: TrainConfig, strategy, datasets, is_chief,
                                            train_labels=datasets.train.labels)
     run_identity.claim(config.model_dir, identity, max_steps=hp.max_steps, is_chief=is_chief,
                        on_exit=on_exit)
-    goodput.current().open(config.model_dir, is_chief, on_exit)
     tf.random.set_seed(hp.seed)
     with strategy.scope():
         state = TrainState(config.model, hp, config.compute_dtype)
@@ -321,9 +321,12 @@ def _set_up(config: TrainConfig, strategy, datasets, is_chief,
     if latest:
         log.info(log_lines.TRAIN_RESTORED_FORMAT, latest, int(state.step.numpy()))
     start_step = int(state.step.numpy())
-    goodput.current().event("restored", step=start_step)
+    restored_at = time.time()
     finished = bool(latest) and run_identity.log_start(config.model_dir, identity, start_step,
                                                        hp.max_steps)
+    # The record opens only now: a run already complete writes nothing (_already_complete).
+    goodput.current().open(config.model_dir, is_chief and not finished, on_exit)
+    goodput.current().event("restored", step=start_step, at=restored_at)
     return _Run(strategy, is_chief, _task_index(strategy), global_batch, datasets, state, checkpoint,
                 latest, start_step, finished)
 
