@@ -1,10 +1,13 @@
-"""The benchmark's figures as PNG plots beside results.json (matplotlib, the `test` extra).
+"""The benchmark's figures as PNG plots beside results.json (matplotlib).
 
-    python -m bench.plots                     # re-render from bench/results/results.json
-    python -m bench.plots --results FILE      # another results file; the PNGs go beside it
+    .venv-tools/bin/python -m bench.plots                 # re-render from bench/results/results.json
+    .venv-tools/bin/python -m bench.plots --results FILE  # another results file; the PNGs go beside it
 
-`make bench` calls render() at its end. Each plot is drawn from the sections that are in the
-file and skipped (with a line saying why) when its section is absent or empty:
+matplotlib lives in the tools' virtualenv (requirements-tools.txt, `make tools`), not in the
+training one: Keras imports matplotlib.pyplot whenever it is installed, which every TensorFlow
+process would pay for. This module imports nothing of TensorFlow's. `make bench` runs it at its
+end. Each plot is drawn from the sections that are in the file and skipped (with a line saying
+why) when its section is absent or empty:
 
 - scaling.png: 2-worker scaling efficiency against the per-worker batch, one line per network
   (float32, the default gradient exchange), the other exchange/dtype variants as open markers,

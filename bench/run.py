@@ -15,6 +15,7 @@ import datetime
 import re
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,7 +27,7 @@ from bench import goodput as bench_goodput
 from bench.procs import BenchError, kill_all
 from bench.runs import Context
 from model.config import NETWORK_NAMES
-from scripts.paths import REPO_ROOT
+from scripts.paths import REPO_ROOT, TOOLS_PYTHON
 
 RESULTS = REPO_ROOT / "bench" / "results"
 ALL = ("throughput", "scaling", "accuracy", "resources", "goodput", "scaling_model", "gcs_costs")
@@ -250,11 +251,12 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     print(f"wrote {json_path.relative_to(REPO_ROOT)} and {md_path.relative_to(REPO_ROOT)} "
           f"({results['seconds'] / 60:.1f} min)", flush=True)
-    from bench import plots  # the figures as PNGs beside results.json (matplotlib)
-    try:
-        plots.render(json_path)
-    except ImportError as e:
-        print(f"plots | skipped: {e} (pip install -e '.[test]')", flush=True)
+    # The figures as PNGs beside results.json, drawn by the tools' virtualenv, which has matplotlib.
+    if TOOLS_PYTHON.exists():
+        subprocess.run([str(TOOLS_PYTHON), "-m", "bench.plots", "--results", str(json_path)], cwd=REPO_ROOT,
+                       check=False)
+    else:
+        print(f"plots | skipped: {TOOLS_PYTHON} is missing (make tools)", flush=True)
     return 1 if failed else 0
 
 

@@ -1,21 +1,27 @@
 """bench/plots.py: the PNG figures drawn from a small results.json of the shape bench/run.py writes
 (scaling rows with a tf_keras anchor, accuracy runs with their evaluator lines, a goodput section),
-and each plot skipped cleanly when its section is missing."""
+and each plot skipped cleanly when its section is missing. Drawn as `make bench` draws them: by
+`python -m bench.plots` in the tools' virtualenv, where matplotlib is (requirements-tools.txt)."""
 
 from __future__ import annotations
 
 import json
 import struct
 import subprocess
-import sys
 
-import pytest
 
 from scripts.paths import REPO_ROOT
 
-pytest.importorskip("matplotlib", reason="matplotlib comes with the test extra (pip install -e '.[test]')")
+from scripts.paths import TOOLS_PYTHON
+from tests.requirements import unavailable
 
-from bench import plots  # noqa: E402
+
+def draw(results) -> subprocess.CompletedProcess:
+    """`python -m bench.plots --results FILE` with the tools' virtualenv, as `make bench` runs it."""
+    if not TOOLS_PYTHON.exists():
+        unavailable(f"{TOOLS_PYTHON} is missing: `make tools` builds it (matplotlib for bench/plots.py)")
+    return subprocess.run([str(TOOLS_PYTHON), "-m", "bench.plots", "--results", str(results)], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=120)
 
 
 def scaling_row(row_id: str, batch: int, efficiency: float, dtype="float32", exchange="auto") -> dict:
@@ -68,11 +74,12 @@ def png_size(path) -> tuple[int, int]:
 def test_every_plot_is_drawn_from_a_full_results_file(tmp_path):
     results = tmp_path / "results.json"
     results.write_text(json.dumps(RESULTS))
-    drawn = plots.render(results)
-    assert set(drawn) == {"scaling", "accuracy_vs_time", "goodput"}
-    for name, path in drawn.items():
-        assert path == tmp_path / f"{name}.png"
-        width, height = png_size(path)
+    out = draw(results)
+    assert out.returncode == 0, out.stdout + out.stderr
+    drawn = sorted(p.stem for p in tmp_path.glob("*.png"))
+    assert drawn == ["accuracy_vs_time", "goodput", "scaling"], out.stdout
+    for name in drawn:
+        width, height = png_size(tmp_path / f"{name}.png")
         assert width >= 600 and height >= 150, (name, width, height)
     assert not list(tmp_path.glob("*.tmp"))
 
@@ -83,8 +90,7 @@ def test_missing_sections_are_skipped_and_a_quick_run_gets_its_own_files(tmp_pat
     sections = {"scaling": RESULTS["sections"]["scaling"], "accuracy": {"rows": [], "error": "failed"}}
     results = tmp_path / "results-quick.json"
     results.write_text(json.dumps({"quick": True, "sections": sections}))
-    out = subprocess.run([sys.executable, "-m", "bench.plots", "--results", str(results)], cwd=REPO_ROOT,
-                         capture_output=True, text=True, timeout=120)
+    out = draw(results)
     assert out.returncode == 0, out.stdout + out.stderr
     assert sorted(p.name for p in tmp_path.glob("*.png")) == ["quick-scaling.png"]
     assert "goodput: skipped (no goodput section)" in out.stdout, out.stdout
@@ -92,5 +98,6 @@ def test_missing_sections_are_skipped_and_a_quick_run_gets_its_own_files(tmp_pat
 
 
 def test_a_missing_results_file_is_a_clear_error(tmp_path):
-    with pytest.raises(SystemExit, match="results.json is missing or not JSON"):
-        plots.render(tmp_path / "results.json")
+    out = draw(tmp_path / "results.json")
+    assert out.returncode != 0, out.stdout
+    assert "results.json is missing or not JSON" in out.stderr, out.stderr
