@@ -190,8 +190,11 @@ def create_strategy(cluster: ClusterInfo | None = None,
         guard = StartupGuard()
     try:
         if resolver is not None:
-            log.info("cluster | waiting for all %d workers to join (up to %s)", cluster.num_workers,
-                     f"{startup_timeout_secs:g} s" if startup_timeout_secs else "no limit")
+            # The peers' addresses: what a user checks first when the group never forms.
+            peers = [address for task_type in ("chief", "worker")
+                     for address in (cluster.tf_config or {}).get("cluster", {}).get(task_type, [])]
+            log.info("cluster | waiting for all %d workers to join (up to %s): %s", cluster.num_workers,
+                     f"{startup_timeout_secs:g} s" if startup_timeout_secs else "no limit", ", ".join(peers))
             guard.joining(startup_timeout_secs)
         strategy = tf.distribute.MultiWorkerMirroredStrategy(
             cluster_resolver=resolver, communication_options=options)

@@ -133,8 +133,9 @@ def test_default_chart_trains_and_the_evaluator_reports_every_checkpoint(default
     for i in (0, 1):
         worker = run.log(f"{trainer}-{i}-0")
         assert f"cluster | Indexed Job environment | task worker:{i} of 2 workers" in worker
-        peers = ", ".join(f"'{trainer}-{j}.mnist-train-workers:2222'" for j in (0, 1))
-        assert peers in worker
+        peers = ", ".join(f"{trainer}-{j}.mnist-train-workers:2222" for j in (0, 1))
+        joining = rf"^cluster \| waiting for all 2 workers to join \(up to [^)]*\): {re.escape(peers)}$"
+        assert re.search(joining, worker, re.M), worker[:2000]
         assert [m["step"] for m in log_lines.TRAIN_DONE.finditer(worker)] == ["1000"], worker[-2000:]
     # Read-only mounts: the evaluator and TensorBoard never tried to write where they may not.
     for pod in (f"{evaluator}-0", "mnist-train-tensorboard-0"):
