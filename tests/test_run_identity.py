@@ -7,6 +7,7 @@ processes for the worker-count change); gs:// against gcp-storage-emulator.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import shutil
@@ -169,7 +170,8 @@ def train(model_dir, datasets, max_steps, **changes):
 
 
 def snapshot(directory) -> dict:
-    return {str(p.relative_to(directory)): (p.read_bytes(), p.stat().st_mtime_ns)
+    """Each file's content digest and mtime (digests, so a failure prints a readable diff)."""
+    return {str(p.relative_to(directory)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
             for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
