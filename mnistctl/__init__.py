@@ -1,6 +1,6 @@
 """mnistctl: follow and check a training run of the mnist-train chart on Kubernetes.
 
-    python -m mnistctl status|logs|wait|check      (console script: mnistctl)
+    python -m mnistctl status|logs|wait|check|scaling      (console script: mnistctl)
 
 The operations tool, apart from the training library (model/): it reads
 Kubernetes objects, pod logs and the model directory, and never imports

@@ -1,4 +1,4 @@
-"""`python -m mnistctl status|logs|wait|check`: a training run on Kubernetes.
+"""`python -m mnistctl status|logs|wait|check|scaling`: a training run on Kubernetes, and its sizing.
 
     status   the release's trainer (Job, JobSet or TFJob) and its pods: phase,
              restarts, exit codes with their meaning (42 preempted, 2

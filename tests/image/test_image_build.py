@@ -46,7 +46,7 @@ def test_help_runs_as_the_non_root_user(built_image):
     assert "--max-steps" in sub
     ops = podman.run("run", "--rm", "--network", "none", "--entrypoint", "python", built_image["tag"],
                      "-m", "mnistctl", "--help").stdout  # the chart's helm test hook runs it
-    assert "{status,logs,wait,check}" in ops
+    assert "{status,logs,wait,check,scaling}" in ops
 
 
 def test_image_has_no_build_tools_or_caches(built_image):
