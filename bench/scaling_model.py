@@ -12,7 +12,7 @@ Predicted against measured is reported per point.
 
 Evaluation: the same formulas with the H200's measured LeNet-5 step times (a JAX
 measurement), NVLink inside a node and 25/100/400 Gb/s between nodes, 8 to 1,000 GPUs
-(`gpu_table`), which is the table in the README. This module's core is TF-free; the
+(`gpu_table`), which is the table in docs/performance.md. This module's core is TF-free; the
 section measures with `python -m model train` processes.
 """
 

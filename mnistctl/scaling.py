@@ -18,7 +18,7 @@ all-reduce of each GPU's 1/k slice between the nodes (k rings in parallel over t
 node's link), an all-gather over NVLink. On one machine (bench/scaling_model.py's
 calibration on loopback) every worker is "in one node" and the link is loopback.
 
-Assumptions (also in the README's table): GPU compute per step is a JAX/XLA measurement
+Assumptions (also beside the table in docs/performance.md): GPU compute per step is a JAX/XLA measurement
 of LeNet-5 on one H200 (TensorFlow was not available there); links run at line rate
 (NCCL reaches some 80-95% of it, so real exchanges are that much slower); a ring's
 latency grows with the node count, where NCCL would switch to trees at hundreds of
@@ -57,7 +57,7 @@ H200_LENET5_MS = {
 }
 H200_SOURCE = "one H200, JAX/XLA, LeNet-5 fwd+bwd+SGD (shared/measurements/gpu_lenet_h200.json)"
 
-# Assumed GPU-cluster constants (stated in the README): NVLink 4 on H200 moves
+# Assumed GPU-cluster constants (stated in docs/performance.md): NVLink 4 on H200 moves
 # 450 GB/s per direction per GPU; NCCL's small-message cost is a few microseconds
 # per ring step inside a node and some 10 us over RDMA between nodes; FP32
 # matmul on an H200 (the factors plan's extra multiply) at 50 TFLOP/s of its 67 peak.
