@@ -423,9 +423,34 @@ class CloudStorage:
             listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             listening.bind(("127.0.0.1", 0))
             listening.listen(128)
-            self.front.serve(listening)
-            self._host_url = f"https://127.0.0.1:{listening.getsockname()[1]}"
+            port = listening.getsockname()[1]
+            self.front.serve(listening)  # the TLS socket takes the descriptor over
+            self._host_url = f"https://127.0.0.1:{port}"
         return self._host_url
+
+    def client(self):
+        """A google-cloud-storage client for the caller's own process, through the front on its
+        loopback (host_url): anonymous as against any emulator, trusting the front's certificate.
+        This process has not the namespace's /etc/hosts, so its session sends the links the
+        emulator hands out (https://www.googleapis.com/..., e.g. mediaLink) to the same front."""
+        import requests
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+
+        front = self.host_url
+
+        class LoopbackSession(requests.Session):
+            def request(self, method, url, *args, **kwargs):
+                for name in HOSTNAMES:
+                    if url.startswith(f"https://{name}/"):
+                        url = front + url[len(f"https://{name}"):]
+                return super().request(method, url, *args, **kwargs)
+
+        session = LoopbackSession()
+        session.trust_env = False  # else a REQUESTS_CA_BUNDLE in the environment wins over `verify`
+        session.verify = str(self.cert)
+        return storage.Client(project="local", credentials=AnonymousCredentials(), _http=session,
+                              client_options={"api_endpoint": front})
 
     def serve_in(self, prefix: Sequence[str]) -> None:
         """Listen on 127.0.0.1:443 in the network namespace `prefix` enters (bind_inside)."""

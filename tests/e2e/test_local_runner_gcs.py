@@ -22,7 +22,7 @@ import pytest
 
 from model import summaries
 from model.layout import COMPLETE_MARKER, FINAL_METRICS, GOODPUT_DIR, GOODPUT_SUMMARY, RUN_CONFIG
-from tests.e2e.conftest import FAST, checkpoint_steps
+from tests.e2e.conftest import FAST, checkpoint_steps, processes_mentioning
 from tests.requirements import unavailable
 
 pytestmark = pytest.mark.slow
@@ -58,7 +58,8 @@ def test_the_gcs_scenario_trains_evaluates_serves_and_passes_helm_test_from_the_
     assert text.index("starting the `helm test` hook") > text.index(f"Job/{trainer}: Complete")
 
     # While the run lingers, the bucket itself holds the model directory (the emulator's own port).
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", re.search(r"fake-gcs-server at (http://\S+) ", text).group(1))
+    emulator_url = re.search(r"fake-gcs-server at (http://127\.0\.0\.1:(\d+)) ", text)
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator_url.group(1))
     from model import gcs
 
     live = {b.name for b in gcs.make_client().bucket(BUCKET).list_blobs(prefix="mnist/mnist-train/")}
@@ -82,6 +83,9 @@ def test_the_gcs_scenario_trains_evaluates_serves_and_passes_helm_test_from_the_
 
     run.interrupt()  # Ctrl-C after the Jobs: the run keeps their result, and the buckets are copied
     assert run.wait(120) == 0, run.tail()
+    # Besides what local_run checks (pods, namespaces): the emulator and the relays are gone too.
+    assert not processes_mentioning(f"-port {emulator_url.group(2)}")
+    assert not processes_mentioning(run.run_id()), processes_mentioning(run.run_id())
     summary = run.summary()
     assert summary["model_dir"] == MODEL_DIR
     copy = run.run_dir / "gcs" / BUCKET / "mnist" / "mnist-train"
