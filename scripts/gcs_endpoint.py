@@ -26,6 +26,12 @@ asked). So an endpoint is three things:
    encoding`; the front reads each body and forwards it with a plain
    Content-Length.
 
+`CloudStorage` is 1 and 3 without a namespace of its own: `serve_in(prefix)` makes the
+front listen on 127.0.0.1:443 of any network namespace, as the local runner does for each
+of its pods (scripts/local_runner/cloud_storage.py); `client()` is a google-cloud-storage
+client for the caller's own process through the front on its loopback (`host_url`).
+`Endpoint` adds 2 for a test's processes.
+
 Processes started with `Endpoint.popen()`/`run()` run in the namespace with
 `Endpoint.env()`: CURL_CA_BUNDLE, GOOGLE_AUTH_TOKEN_FOR_TESTING, and
 STORAGE_EMULATOR_HOST=https://storage.googleapis.com for google-cloud-storage
@@ -46,12 +52,13 @@ Which emulator honours what this project relies on (probed with TensorFlow
   inserts (412 when stale), which model/guarded_json.py and model/lease.py
   rely on. It IGNORES ifGenerationMatch on objects.delete: the front
   enforces it (reads the generation and deletes under one lock, answering
-  412 as Cloud Storage does). The endpoint's default.
+  412 as Cloud Storage does). The endpoint's default. Its filesystem backend
+  (-backend filesystem) ignores ifGenerationMatch on inserts too, so it runs in memory.
 - gcp-storage-emulator (2026.7.19) behind the same front: uploads and reads
   work, but TensorFlow's makedirs (a media upload with an empty body) makes
   it raise (TypeError in objects._media_upload, a 500 TensorFlow retries for
   minutes), so `gs://` model directories cannot be used with it; and it
-  ignores ifGenerationMatch altogether (tests/test_lease.py patches it in).
+  ignores ifGenerationMatch altogether.
 
 Everything is stopped by `close()` (or leaving the `with`): the fronts' threads,
 the holder (its stdin closes; the namespace dies with the last process in it),
