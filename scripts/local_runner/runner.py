@@ -14,6 +14,9 @@ the summary printed and written to summary.json) comes from a `Report`
 (reporting.py implements it for this project's library).
 
 The run ends when every Job-like workload (Job, JobSet, TFJob) is terminal.
+With --helm-test the rendering's `helm test` hook Jobs are among them: they start
+once every other Job is terminal, and not at all if one of those failed. Remote-store
+URLs in the pods are the launcher's to accept or refuse (Launcher.accept_rendering).
 When a Job fails, its unfinished consumers are stopped: a Job whose pods mount
 read-only a volume directory the failed Job's pods mount writable waits for
 output that will not come (in a cluster it would wait until its
