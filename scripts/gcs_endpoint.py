@@ -26,6 +26,12 @@ asked). So an endpoint is three things:
    encoding`; the front reads each body and forwards it with a plain
    Content-Length.
 
+`CloudStorage` is 1 and 3 without a namespace of its own: `serve_in(prefix)` makes the
+front listen on 127.0.0.1:443 of any network namespace, as the local runner does for each
+of its pods (scripts/local_runner/cloud_storage.py); `client()` is a google-cloud-storage
+client for the caller's own process through the front on its loopback (`host_url`).
+`Endpoint` adds 2 for a test's processes.
+
 Processes started with `Endpoint.popen()`/`run()` run in the namespace with
 `Endpoint.env()`: CURL_CA_BUNDLE, GOOGLE_AUTH_TOKEN_FOR_TESTING, and
 STORAGE_EMULATOR_HOST=https://storage.googleapis.com for google-cloud-storage
@@ -46,12 +52,13 @@ Which emulator honours what this project relies on (probed with TensorFlow
   inserts (412 when stale), which model/guarded_json.py and model/lease.py
   rely on. It IGNORES ifGenerationMatch on objects.delete: the front
   enforces it (reads the generation and deletes under one lock, answering
-  412 as Cloud Storage does). The endpoint's default.
+  412 as Cloud Storage does). The endpoint's default. Its filesystem backend
+  (-backend filesystem) ignores ifGenerationMatch on inserts too, so it runs in memory.
 - gcp-storage-emulator (2026.7.19) behind the same front: uploads and reads
   work, but TensorFlow's makedirs (a media upload with an empty body) makes
   it raise (TypeError in objects._media_upload, a 500 TensorFlow retries for
   minutes), so `gs://` model directories cannot be used with it; and it
-  ignores ifGenerationMatch altogether (tests/test_lease.py patches it in).
+  ignores ifGenerationMatch altogether.
 
 Everything is stopped by `close()` (or leaving the `with`): the fronts' threads,
 the holder (its stdin closes; the namespace dies with the last process in it),
@@ -85,6 +92,8 @@ from scripts.ports import free_port
 HOSTNAMES = ("www.googleapis.com", "storage.googleapis.com", "metadata.google.internal")
 NAMESPACE_URL = "https://storage.googleapis.com"  # STORAGE_EMULATOR_HOST inside the namespace
 TOKEN = "local-emulator-token"  # GOOGLE_AUTH_TOKEN_FOR_TESTING: any bearer token will do
+# What TensorFlow's GCS filesystem needs besides CURL_CA_BUNDLE (the certificate's path).
+ENDPOINT_ENV = {"GOOGLE_AUTH_TOKEN_FOR_TESTING": TOKEN}
 TLS_PORT = 443
 HOLDER_NAME = "gcs-endpoint-holder"
 
@@ -381,8 +390,10 @@ def bind_inside(prefix: Sequence[str], port: int = TLS_PORT) -> socket.socket:
 
 # ---------------------------------------------------------------- the endpoint
 
-class Endpoint:
-    """An emulator, a private namespace that resolves Cloud Storage to it, and the TLS front."""
+class CloudStorage:
+    """The emulator, its certificate and the TLS front: what any namespace is given (serve_in)
+    to reach Cloud Storage at 127.0.0.1:443 under the real names. The local runner serves it
+    into its pods' namespaces (scripts/local_runner/cloud_storage.py), `Endpoint` into its own."""
 
     def __init__(self, kind: str = "fake-gcs-server", workdir: Path | None = None) -> None:
         self._own_workdir = workdir is None
@@ -390,34 +401,14 @@ class Endpoint:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.backend: Backend | None = None
         self.front: Front | None = None
-        self.holder: subprocess.Popen | None = None
-        self.userns: int | None = None
+        self._host_url: str | None = None
         try:
             self.cert, self.key = write_certificate(self.workdir)
-            self.hosts = self.workdir / "hosts"
-            self.hosts.write_text("# /etc/hosts of the Cloud Storage endpoint's namespace\n"
-                                  "127.0.0.1\tlocalhost\n" + hosts_lines())
-            self.resolv = self.workdir / "resolv.conf"
-            self.resolv.write_text(RESOLV_CONF)
             self.backend = Backend(kind, self.workdir)
             self.front = Front(self.backend.port, self.cert, self.key)
-            self._start_holder()
-            self.front.serve(bind_inside(self.prefix))
         except BaseException:
             self.close()
             raise
-
-    def _start_holder(self) -> None:
-        self.holder = subprocess.Popen(
-            ["unshare", "--user", "--map-root-user", "--net", "--mount", "--propagation", "private",
-             "--", "sh", "-c", HOLDER_SCRIPT, HOLDER_NAME, str(self.hosts), str(self.resolv)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, close_fds=True)
-        if self.holder.stdout.readline() != b"ready\n":
-            self.holder.stdin.close()
-            err = self.holder.stderr.read().decode(errors="replace").strip()
-            self.holder.wait()
-            raise EndpointError(f"cannot create the endpoint's namespaces: {err or 'no output'}")
-        self.userns = os.stat(f"/proc/{self.holder.pid}/ns/user").st_ino
 
     @property
     def kind(self) -> str:
@@ -425,55 +416,107 @@ class Endpoint:
 
     @property
     def direct_url(self) -> str:
-        """The emulator as the caller's own process reaches it (STORAGE_EMULATOR_HOST outside)."""
+        """The emulator as the caller's own process reaches it (STORAGE_EMULATOR_HOST outside),
+        bypassing the front (so without its delete preconditions)."""
         return self.backend.url
 
     @property
-    def prefix(self) -> list[str]:
-        """Run a command in the namespace (as its uid 0: the caller's uid outside)."""
-        return ["nsenter", f"--target={self.holder.pid}", "--user", "--mount", "--net",
-                "--preserve-credentials", "--"]
+    def host_url(self) -> str:
+        """The front on the caller's own loopback (https://127.0.0.1:<free port>; the certificate
+        names 127.0.0.1): STORAGE_EMULATOR_HOST for an in-process google-cloud-storage client that
+        must get what Cloud Storage answers, preconditions on deletes included (with env())."""
+        if self._host_url is None:
+            listening = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listening.bind(("127.0.0.1", 0))
+            listening.listen(128)
+            port = listening.getsockname()[1]
+            self.front.serve(listening)  # the TLS socket takes the descriptor over
+            self._host_url = f"https://127.0.0.1:{port}"
+        return self._host_url
 
-    def env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    def client(self):
+        """A google-cloud-storage client for the caller's own process, through the front on its
+        loopback (host_url): anonymous as against any emulator, trusting the front's certificate.
+        This process has not the namespace's /etc/hosts, so its session sends the links the
+        emulator hands out (https://www.googleapis.com/..., e.g. mediaLink) to the same front."""
+        import requests
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+
+        front = self.host_url
+
+        class LoopbackSession(requests.Session):
+            def request(self, method, url, *args, **kwargs):
+                for name in HOSTNAMES:
+                    if url.startswith(f"https://{name}/"):
+                        url = front + url[len(f"https://{name}"):]
+                return super().request(method, url, *args, **kwargs)
+
+        session = LoopbackSession()
+        session.trust_env = False  # else a REQUESTS_CA_BUNDLE in the environment wins over `verify`
+        session.verify = str(self.cert)
+        return storage.Client(project="local", credentials=AnonymousCredentials(), _http=session,
+                              client_options={"api_endpoint": front})
+
+    def serve_in(self, prefix: Sequence[str]) -> None:
+        """Listen on 127.0.0.1:443 in the network namespace `prefix` enters (bind_inside)."""
+        self.front.serve(bind_inside(prefix))
+
+    def env(self, base: Mapping[str, str] | None = None, emulator_host: str = NAMESPACE_URL
+            ) -> dict[str, str]:
+        """`base` (default: os.environ) plus what TensorFlow and google-cloud-storage need to use
+        the endpoint: in a namespace it serves, or, with emulator_host=host_url, on this machine."""
         env = dict(os.environ if base is None else base)
-        env.update(CURL_CA_BUNDLE=str(self.cert), GOOGLE_AUTH_TOKEN_FOR_TESTING=TOKEN,
-                   STORAGE_EMULATOR_HOST=NAMESPACE_URL)
+        env.update(ENDPOINT_ENV, CURL_CA_BUNDLE=str(self.cert), STORAGE_EMULATOR_HOST=emulator_host)
         env.pop("REQUESTS_CA_BUNDLE", None)  # it would win over CURL_CA_BUNDLE in requests
         return env
 
-    def popen(self, argv: Sequence[str], env: Mapping[str, str] | None = None, **kwargs) -> subprocess.Popen:
-        """Start `argv` in the namespace. nsenter execs it: the Popen's pid is the program's."""
-        return subprocess.Popen([*self.prefix, *argv], env=self.env(env), **kwargs)
-
-    def run(self, argv: Sequence[str], env: Mapping[str, str] | None = None, **kwargs):
-        return subprocess.run([*self.prefix, *argv], env=self.env(env), **kwargs)
-
     def create_bucket(self, name: str) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", self.backend.port, timeout=30)
+        status, body = self._request("POST", "/storage/v1/b?project=local", f'{{"name": "{name}"}}'.encode(),
+                                     {"Content-Type": "application/json"})
+        if status not in (200, 409):
+            raise EndpointError(f"cannot create bucket {name}: {status} {body[:200]!r}")
+
+    def copy_bucket(self, name: str, destination: Path) -> int:
+        """Download every object of bucket `name` to destination/<object name>; the count.
+        (fake-gcs-server keeps objects in memory: its filesystem backend ignores
+        ifGenerationMatch, which the lease needs.)"""
+        count, token = 0, ""
+        while True:
+            query = urllib.parse.urlencode({"maxResults": 1000, **({"pageToken": token} if token else {})})
+            status, body = self._request("GET", f"/storage/v1/b/{name}/o?{query}")
+            if status != 200:
+                raise EndpointError(f"cannot list bucket {name}: {status} {body[:200]!r}")
+            listing = json.loads(body)
+            for item in listing.get("items", []):
+                target = destination / item["name"]
+                if item["name"].endswith("/") or ".." in Path(item["name"]).parts:
+                    continue  # a "directory" marker (TensorFlow's makedirs), or no local name
+                path = "/download/storage/v1/b/{}/o/{}?alt=media".format(
+                    name, urllib.parse.quote(item["name"], safe=""))
+                status, data = self._request("GET", path)
+                if status != 200:
+                    raise EndpointError(f"cannot read gs://{name}/{item['name']}: {status}")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+                count += 1
+            token = listing.get("nextPageToken", "")
+            if not token:
+                return count
+
+    def _request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+        conn = http.client.HTTPConnection("127.0.0.1", self.backend.port, timeout=60)
         try:
-            conn.request("POST", "/storage/v1/b?project=local", body=f'{{"name": "{name}"}}',
-                         headers={"Content-Type": "application/json"})
+            conn.request(method, path, body=body, headers=headers or {})
             response = conn.getresponse()
-            body = response.read()
+            return response.status, response.read()
         finally:
             conn.close()
-        if response.status not in (200, 409):
-            raise EndpointError(f"cannot create bucket {name}: {response.status} {body[:200]!r}")
 
     def close(self) -> None:
         if self.front is not None:
             self.front.stop()
-        if self.holder is not None:
-            if self.holder.poll() is None:
-                self.holder.stdin.close()
-                try:
-                    self.holder.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    self.holder.kill()
-                    self.holder.wait()
-            for stream in (self.holder.stdin, self.holder.stdout, self.holder.stderr):
-                with contextlib.suppress(OSError):
-                    stream.close()
         if self.backend is not None:
             self.backend.stop()
         if self._own_workdir:
@@ -481,11 +524,7 @@ class Endpoint:
 
     def leftovers(self) -> list[str]:
         """What close() should have removed and did not (empty when all is gone)."""
-        from scripts.local_runner import userns
-
         out = []
-        if self.userns is not None:
-            out += [f"process {pid} in the namespace" for pid in userns.processes_in(self.userns)]
         if self.backend and self.backend.popen is not None and self.backend.popen.poll() is None:
             out.append(f"emulator process {self.backend.popen.pid}")
         if self._own_workdir and self.workdir.exists():
@@ -494,8 +533,71 @@ class Endpoint:
             out += [f"front thread {t.name}" for t in self.front.threads if t.is_alive()]
         return out
 
-    def __enter__(self) -> Endpoint:
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class Endpoint(CloudStorage):
+    """CloudStorage served into a private namespace of its own that resolves Cloud Storage to it:
+    for a test's processes (popen/run)."""
+
+    def __init__(self, kind: str = "fake-gcs-server", workdir: Path | None = None) -> None:
+        self.holder: subprocess.Popen | None = None
+        self.userns: int | None = None
+        super().__init__(kind, workdir)
+        try:
+            self.hosts = self.workdir / "hosts"
+            self.hosts.write_text("# /etc/hosts of the Cloud Storage endpoint's namespace\n"
+                                  "127.0.0.1\tlocalhost\n" + hosts_lines())
+            self.resolv = self.workdir / "resolv.conf"
+            self.resolv.write_text(RESOLV_CONF)
+            self._start_holder()
+            self.serve_in(self.prefix)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start_holder(self) -> None:
+        from scripts.local_runner import userns
+
+        try:
+            self.holder = userns.start_holder(
+                ["unshare", "--user", "--map-root-user", "--net", "--mount", "--propagation", "private",
+                 "--", "sh", "-c", HOLDER_SCRIPT, HOLDER_NAME, str(self.hosts), str(self.resolv)],
+                "the endpoint's namespaces")
+        except userns.UsernsError as e:
+            raise EndpointError(str(e)) from None
+        self.userns = os.stat(f"/proc/{self.holder.pid}/ns/user").st_ino
+
+    @property
+    def prefix(self) -> list[str]:
+        """Run a command in the namespace (as its uid 0: the caller's uid outside)."""
+        return ["nsenter", f"--target={self.holder.pid}", "--user", "--mount", "--net",
+                "--preserve-credentials", "--"]
+
+    def popen(self, argv: Sequence[str], env: Mapping[str, str] | None = None, **kwargs) -> subprocess.Popen:
+        """Start `argv` in the namespace. nsenter execs it: the Popen's pid is the program's."""
+        return subprocess.Popen([*self.prefix, *argv], env=self.env(env), **kwargs)
+
+    def run(self, argv: Sequence[str], env: Mapping[str, str] | None = None, **kwargs):
+        return subprocess.run([*self.prefix, *argv], env=self.env(env), **kwargs)
+
+    def close(self) -> None:
+        if self.front is not None:
+            self.front.stop()
+        if self.holder is not None:
+            from scripts.local_runner import userns
+
+            userns.stop_holder(self.holder)
+        super().close()
+
+    def leftovers(self) -> list[str]:
+        from scripts.local_runner import userns
+
+        out = []
+        if self.userns is not None:
+            out += [f"process {pid} in the namespace" for pid in userns.processes_in(self.userns)]
+        return out + super().leftovers()

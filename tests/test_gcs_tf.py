@@ -4,10 +4,11 @@ Everything runs for real in the endpoint's private namespace (scripts/gcs_endpoi
 fake-gcs-server behind the TLS front, `python -m model` workers, evaluator and export.
 One run, asserting much (the budget of issue 19):
 
-- the workers write checkpoints, the `checkpoint` state file, train summaries, run_config.json
-  and the lease to the bucket; a SIGKILL of one worker then a restart resumes from the last
-  checkpoint in the bucket; a SIGTERM saves on every worker, exits with the preemption code,
-  and the restart resumes exactly at that step (as tests/test_multiworker.py proves on a disk);
+- the workers write checkpoints, the `checkpoint` state file, train summaries, run_config.json,
+  the lease and the goodput record (goodput/<attempt>.jsonl, goodput.json) to the bucket; a
+  SIGKILL of one worker then a restart resumes from the last checkpoint in the bucket; a SIGTERM
+  saves on every worker, exits with the preemption code, and the restart resumes exactly at
+  that step (as tests/test_multiworker.py proves on a disk);
 - the evaluator polls the bucket, scores each checkpoint once, writes its summaries,
   eval_state.json and final_metrics.json there and publishes --export-best-to gs://;
 - afterwards `export --export-dir gs://` publishes there too, and a second evaluator (its own
@@ -29,7 +30,8 @@ import pytest
 
 from model import gcs, log_lines
 from model.errors import EXIT_PREEMPTED
-from model.layout import COMPLETE_MARKER, EXPORT_MARKER, FINAL_METRICS, LEASE_FILE, RUN_CONFIG
+from model.layout import (COMPLETE_MARKER, EXPORT_MARKER, FINAL_METRICS, GOODPUT_DIR, GOODPUT_SUMMARY,
+                          LEASE_FILE, RUN_CONFIG)
 from scripts.paths import REPO_ROOT
 from tests.multiworker import Proc, base_env, done_line, eval_steps, free_ports
 
@@ -140,6 +142,13 @@ def test_a_two_worker_run_on_gs_resumes_evaluates_and_exports_from_the_bucket(
     metrics = json.loads(bucket.blob(f"mnist/model/eval/{FINAL_METRICS}").download_as_bytes())
     assert metrics["final_step"] == MAX_STEPS and metrics["test_accuracy"] > 0.85
     assert EXPORT_MARKER in objects("best/") and "saved_model.pb" in objects("best/")
+    # Goodput on gs://: one record object per chief attempt (each rewritten whole), and goodput.json.
+    records = [n for n in final if n.startswith(f"{GOODPUT_DIR}/") and n.endswith(".jsonl")]
+    assert len(records) == 3, records
+    assert any(n.startswith(f"eval/{GOODPUT_DIR}/evaluator-") for n in final), final
+    goodput = json.loads(bucket.blob(f"mnist/model/{GOODPUT_SUMMARY}").download_as_bytes())
+    assert goodput["complete"] and goodput["attempts"] == 3 and 0 < goodput["goodput"] < 1, goodput
+    assert metrics["goodput"] == goodput["goodput"], metrics
 
     # Export to the bucket, and a second evaluator over a damaged and a half-vanished checkpoint.
     damaged, vanished = steps[0], steps[1]

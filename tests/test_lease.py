@@ -1,14 +1,13 @@
 """model/lease.py and model/guarded_json.py: one live owner per model directory.
 
 Real files, real threads and real processes (a holder is SIGKILLed, not
-simulated); the gs:// cases run against gcp-storage-emulator on loopback
-(the fixtures of tests/test_gcs.py). That emulator ignores generation
-preconditions altogether (it accepts `ifGenerationMatch` and overwrites
-anyway), so `enforced_preconditions` adds them to its upload and delete
-handlers as Cloud Storage documents them: an `ifGenerationMatch` that does not
-match the live object's generation (0: "no live object") fails with HTTP 412
-Precondition Failed (https://cloud.google.com/storage/docs/request-preconditions,
-JSON API objects.insert / objects.delete). Everything else is the emulator's.
+simulated); the gs:// cases run google-cloud-storage in this process against
+the Cloud Storage endpoint of scripts/gcs_endpoint.py (the `gcs_endpoint`
+fixture): fake-gcs-server, reached through the endpoint's TLS front over
+https on this machine's loopback (`host_url`). fake-gcs-server itself refuses
+a stale `ifGenerationMatch` on inserts with HTTP 412, as Cloud Storage does
+(https://cloud.google.com/storage/docs/request-preconditions); on deletes it
+ignores it, and the front enforces it (the one thing not the emulator's own).
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 
 import pytest
 
@@ -30,7 +30,7 @@ from model import log_lines
 from model.errors import EXIT_CONFIG_ERROR, EXIT_FAILURE, ConfigError
 from model.guarded_json import GuardedJson
 from tests.multiworker import Cluster, done_line
-from tests.test_gcs import REPO, bucket, client, emulator  # noqa: F401 - pytest fixtures
+from tests.test_gcs import REPO
 
 RUN_A, RUN_B = "aaaaaaaaaaaa", "bbbbbbbbbbbb"
 
@@ -266,52 +266,19 @@ def test_a_sigkilled_holders_lease_expires_and_the_same_run_takes_it_over(tmp_pa
 # ---------------------------------------------------------------- gs://
 
 @pytest.fixture
-def enforced_preconditions(emulator):  # noqa: F811
-    """`ifGenerationMatch` on the emulator's uploads and deletes (see the module docstring)."""
-    from http import HTTPStatus
-
-    from gcp_storage_emulator import server
-    from gcp_storage_emulator.exceptions import NotFound
-
-    lock = threading.Lock()  # the emulator serves requests on several threads
-    refused: list[str] = []
-
-    def guarded(handler, name_of):
-        def check_then_handle(request, response, storage, *args, **kwargs):
-            expected = request.query.get("ifGenerationMatch")
-            with lock:
-                if expected:
-                    try:
-                        obj = storage.get_file_obj(request.params["bucket_name"], name_of(request))
-                        live = int(obj["generation"])
-                    except NotFound:
-                        live = 0
-                    if live != int(expected[0]):
-                        refused.append(f"{request.method} {name_of(request)}")
-                        response.status = HTTPStatus.PRECONDITION_FAILED
-                        response.json({"error": {"code": 412, "message": "Precondition Failed"}})
-                        return None
-                return handler(request, response, storage, *args, **kwargs)
-        return check_then_handle
-
-    def uploaded_name(request):
-        return request.query["name"][0] if "name" in request.query else request.data["meta"]["name"]
-
-    originals = []
-    for _, handlers in server.HANDLERS:
-        for method, name_of in (("POST", uploaded_name), ("DELETE", lambda r: r.params["object_id"])):
-            handler = handlers.get(method)
-            if handler is not None and handler.__name__ in ("insert", "delete"):
-                originals.append((handlers, method, handler))
-                handlers[method] = guarded(handler, name_of)
-    try:
-        yield refused
-    finally:
-        for handlers, method, handler in originals:
-            handlers[method] = handler
+def client(gcs_endpoint):
+    """google-cloud-storage in this process, through the endpoint's front (preconditions and all)."""
+    return gcs_endpoint.client()
 
 
-def test_the_lease_on_gcs(client, bucket, enforced_preconditions):  # noqa: F811
+@pytest.fixture
+def bucket(gcs_endpoint, client):
+    name = f"lease-{uuid.uuid4().hex[:8]}"
+    gcs_endpoint.create_bucket(name)
+    return client.bucket(name)
+
+
+def test_the_lease_on_gcs(client, bucket):
     model_dir = f"gs://{bucket.name}/runs/r1"
     lost = LostRecorder()
     holder = leases.acquire(model_dir, run_id=RUN_A, settings=settings(ttl=0.6), client=client,
@@ -327,7 +294,7 @@ def test_the_lease_on_gcs(client, bucket, enforced_preconditions):  # noqa: F811
     assert bucket.get_blob("runs/r1/lease.json") is None
 
 
-def test_gcs_preconditions(client, bucket, enforced_preconditions):  # noqa: F811
+def test_gcs_preconditions(client, bucket):
     store = GuardedJson(f"gs://{bucket.name}/x/f.json", client)
     first = store.create({"n": 1})
     assert first is not None and store.create({"n": 2}) is None
@@ -338,8 +305,7 @@ def test_gcs_preconditions(client, bucket, enforced_preconditions):  # noqa: F81
     assert store.delete(second) is True and store.read() is None
 
 
-def test_two_contenders_for_an_expired_lease_on_gcs_only_one_wins(client, bucket,  # noqa: F811
-                                                                   enforced_preconditions):
+def test_two_contenders_for_an_expired_lease_on_gcs_only_one_wins(client, bucket):
     """A holder that died long ago; two groups of the same run restart at once."""
     model_dir = f"gs://{bucket.name}/runs/r2"
     GuardedJson(f"{model_dir}/lease.json", client).create(

@@ -22,7 +22,8 @@ from scripts.local_runner.runner import EXIT_SETUP, RunError, Runner, RunOptions
 
 def _process_launcher(args):
     from scripts.local_runner.process_launcher import ProcessLauncher
-    return ProcessLauncher(keep_pod_dirs=args.keep_pod_dirs)
+    return ProcessLauncher(keep_pod_dirs=args.keep_pod_dirs, local_gcs=args.local_gcs,
+                           helm_test=args.helm_test)
 
 
 # name -> factory(args) returning a launcher.Launcher. Any other launcher is named by
@@ -122,8 +123,21 @@ what is reproduced, and what is not:
               (mount read-only) a volume directory it writes: the evaluator would wait
               forever for a failed trainer; TensorBoard stops at the end (--keep-tensorboard)
   not done    liveness/startup probes (readiness gives TensorBoard's URL), NetworkPolicy,
-              resource limits, scheduling, `helm test` hooks, remote storage
-              (gs:// and other non-http URLs in a container's args or env: storage.type=gcs)
+              resource limits, scheduling, remote storage other than gs:// (s3:// ...), and
+              gs:// without --local-gcs (the pods cannot reach the real Cloud Storage)
+
+Cloud Storage (--local-gcs, with --set storage.type=gcs --set storage.gcs.uri=gs://BUCKET/PREFIX
+--set storage.gcs.workloadIdentity.enabled=true):
+  fake-gcs-server runs on 127.0.0.1 (in memory) behind a TLS front that every pod reaches at
+  https://www.googleapis.com and https://storage.googleapis.com (127.0.0.1:443 of its own network
+  namespace, its /etc/hosts, CURL_CA_BUNDLE, GOOGLE_AUTH_TOKEN_FOR_TESTING, STORAGE_EMULATOR_HOST):
+  TensorFlow's own gs:// filesystem and google-cloud-storage, unmodified. The evaluator, TensorBoard
+  and the helm test hook share one private namespace (TensorBoard still on 127.0.0.1:<free port>).
+  The buckets the URLs name are created at the start and copied to <run-dir>/gcs/<bucket>/ at the end.
+
+helm test (--helm-test): the chart's test hook Job runs once every other Job has completed, as
+`helm install --wait --wait-for-jobs && helm test` would; it reaches TensorBoard by its Service's
+name. A failed hook fails the run (exit 1).
 
 exit codes: 0 every Job complete; 1 a Job failed (the summary says which and
 why); 2 the chart or machine cannot be run; 124 --timeout; 130 Ctrl-C.
@@ -136,6 +150,9 @@ examples:
   python -m scripts.local_runner --fresh --set trainer.launcher=jobset
   python -m scripts.local_runner --fresh --set training.model=mlp --set training.maxSteps=1000
   python -m scripts.local_runner --upgrade --set training.model=mlp --set training.maxSteps=2000
+  python -m scripts.local_runner --fresh --local-gcs --helm-test --set training.model=mlp \\
+      --set storage.type=gcs --set storage.gcs.uri=gs://my-bucket/mnist \\
+      --set storage.gcs.workloadIdentity.enabled=true
   python -m scripts.local_runner cleanup       # network namespaces left by a killed runner
 """
 
@@ -187,6 +204,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="stop everything after this long (exit 124); default: no limit")
     run.add_argument("--keep-tensorboard", "--keep-serving", dest="keep_tensorboard", action="store_true",
                      help="when every Job is done, keep the Deployments (TensorBoard) serving until Ctrl-C")
+    run.add_argument("--local-gcs", action="store_true",
+                     help="serve the pods' gs:// buckets (storage.type=gcs) from a local Cloud Storage "
+                     "emulator, fake-gcs-server (see 'Cloud Storage' below); without it such pods are "
+                     "refused")
+    run.add_argument("--helm-test", action="store_true",
+                     help="also run the chart's `helm test` hook Job once the release's Jobs are done "
+                     "(its result is part of the run's exit code)")
     run.add_argument("--keep-pod-dirs", action="store_true",
                      help="keep each finished pod's emptyDir directories (default: deleted, as the "
                      "kubelet does)")
@@ -295,12 +319,13 @@ def main(argv: list[str] | None = None) -> int:
             rendering = render(chart=Path(args.chart), release=args.release, namespace=args.namespace,
                                values_files=args.values, set_values=args.set,
                                set_string_values=args.set_string, overlay_path=run_dir / "values-local.yaml",
-                               helm=args.helm)
+                               helm=args.helm, skip_tests=not args.helm_test)
         plan = _upgrade_plan(run_dir, rendering) if args.upgrade else None
     except (faults_mod.FaultSpecError, LauncherError, RenderError, RunError) as e:
         terminal.runner_line(f"error: {e}")
         return EXIT_SETUP
     options = RunOptions(run_dir=run_dir, restart_backoff=args.restart_backoff,
                          shutdown_grace=args.shutdown_grace, keep_serving=args.keep_tensorboard,
-                         progress_every=args.progress_every, timeout=args.timeout, faults=faults)
+                         progress_every=args.progress_every, timeout=args.timeout, faults=faults,
+                         helm_test=args.helm_test)
     return Runner(rendering, launcher, options, terminal, ProjectReport(), upgrade=plan).run()

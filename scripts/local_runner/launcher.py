@@ -124,3 +124,26 @@ class Launcher(abc.ABC):
     def describe_network(self) -> list[str]:
         """Human-readable lines about the network, printed at start-up."""
         return []
+
+    def accept_rendering(self, remote_urls: list[str], services: list[str]) -> None:
+        """Called once before setup() with the remote-store URLs (gs://, s3://, ...) the pods are
+        given and the rendering's Service names. Raise LauncherError if the pods could not reach
+        those stores. This default refuses any: its pods reach no network beyond their own."""
+        if remote_urls:
+            raise LauncherError(f"the pods are given remote storage ({', '.join(sorted(set(remote_urls)))}), "
+                                f"but the {self.name} launcher's pods reach no network beyond their own; "
+                                "give them a PersistentVolumeClaim instead (this chart: storage.type=pvc)")
+
+    def end_lines(self) -> list[str]:
+        """Lines about what teardown() kept (printed after it)."""
+        return []
+
+    def local_copy(self, url: str) -> Path | None:
+        """Where the objects under a remote URL were copied at teardown, or None."""
+        return None
+
+
+def optional(launcher, method: str):
+    """A launcher's optional method, or Launcher's default when a duck-typed launcher lacks it."""
+    found = getattr(launcher, method, None)
+    return found if found is not None else getattr(Launcher, method).__get__(launcher)

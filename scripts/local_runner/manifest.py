@@ -10,7 +10,8 @@ on how the pod is then run.
 `claim_paths()` says which PersistentVolumeClaim directories a pod template
 reads (read-only mounts) and writes; the engine derives from it which Jobs
 consume another's output. `remote_urls()` finds remote-store URLs (gs://, s3://)
-a template's containers are given: such pods could not run here.
+a template's containers are given: the launcher decides whether its pods can reach
+them (the process launcher: gs:// with --local-gcs, cloud_storage.py; nothing else).
 """
 
 from __future__ import annotations
@@ -404,7 +405,8 @@ def claim_paths(template: dict) -> tuple[list[ClaimPath], list[ClaimPath]]:
 
 
 # A URL of a remote store (gs://, s3://, hdfs://, ...) in a container's command, args or env: such
-# a pod needs a network the runner's pods do not have. http(s) and file URLs may be local.
+# a pod needs a network the runner's pods do not have (cloud_storage.py serves gs:// on request).
+# http(s) and file URLs may be local.
 REMOTE_URL = re.compile(r"^(?!https?://|file://)([a-z][a-z0-9+.-]*)://\S")
 
 

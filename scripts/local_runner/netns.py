@@ -14,6 +14,14 @@ namespaces (`ip -n`): no link, address or route is ever added to the host's
 namespace, and the 10.244.0.0/24 addresses exist only in them. Pods reach
 each other through the bridge and nothing else.
 
+With a shared namespace (`shared=True`: --local-gcs or --helm-test, cloud_storage.py),
+
+    mlr-<pid>-<start>-svc   loopback only: the pods without a network identity
+                            (evaluator, TensorBoard, the helm test hook), together
+
+whose hosts file maps the rendering's Service names to 127.0.0.1 (their pods are
+there). `extra_hosts` lines (the Cloud Storage names) go into every pod's hosts file.
+
 Name resolution: each pod gets a hosts file, bind-mounted over /etc/hosts in
 its private mount namespace, with the headless Service's records for every
 worker (and its own name, as the kubelet writes it), and a resolv.conf whose
@@ -30,6 +38,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from scripts.local_runner.controllers.base import service_dns_names
 from scripts.local_runner.manifest import NetworkSlot
 
 PREFIX = "mlr"
@@ -137,6 +146,25 @@ class PodNetwork:
     # Rootless: the command prefix entering the runner's user + mount namespaces (userns.py).
     wrap: Sequence[str] = ()
     created: list[str] = dataclasses.field(default_factory=list)
+    extra_hosts: str = ""  # appended to every hosts file (e.g. cloud_storage.py's names)
+    services: Sequence[str] = ()  # Service names resolving to 127.0.0.1 in the shared namespace
+    shared: bool = False  # create the shared namespace for the pods without a slot
+
+    @property
+    def shared_ns(self) -> str:
+        return f"{PREFIX}-{self.run_id}-svc"
+
+    @property
+    def shared_hosts_file(self) -> Path:
+        return self.files_dir / "hosts-svc"
+
+    def shared_netns_path(self) -> str:
+        return str(NETNS_DIR / self.shared_ns)
+
+    def namespace_paths(self) -> list[str]:
+        """Every pod namespace of the run (the slots', then the shared one)."""
+        paths = [str(NETNS_DIR / self.pod_ns(i)) for i in range(len(self.slots))]
+        return paths + ([self.shared_netns_path()] if self.shared else [])
 
     @property
     def bridge_ns(self) -> str:
@@ -180,6 +208,9 @@ class PodNetwork:
             _ip("-n", self.bridge_ns, "link", "set", f"p{i}", "up", wrap=self.wrap)
             _ip("-n", ns, "addr", "add", f"{slot.address}/24", "dev", "eth0", wrap=self.wrap)
             _ip("-n", ns, "link", "set", "eth0", "up", wrap=self.wrap)
+        if self.shared:
+            self._add(self.shared_ns)
+            _ip("-n", self.shared_ns, "link", "set", "lo", "up", wrap=self.wrap)
         self._write_files()
         return self.slots
 
@@ -203,7 +234,15 @@ class PodNetwork:
                 f"# /etc/hosts of the pod {slot.hostname} (local runner {self.run_id}):\n"
                 "# its own name as the kubelet writes it, then the headless Service's records.\n"
                 "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-                f"{slot.address}\t{fqdn} {slot.hostname}\n" + "\n".join(records) + "\n")
+                f"{slot.address}\t{fqdn} {slot.hostname}\n" + "\n".join(records) + "\n" + self.extra_hosts)
+        if self.shared:
+            names = [n for s in self.services for n in service_dns_names(s, self.namespace)]
+            self.shared_hosts_file.write_text(
+                f"# /etc/hosts of the pods without a network identity (local runner {self.run_id}):\n"
+                "# the rendering's Services are served in this namespace.\n"
+                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                + (f"127.0.0.1\t{' '.join(names)}\n" if names else "") + "\n".join(records) + "\n"
+                + self.extra_hosts)
         self.resolv_conf.write_text(
             "# No DNS server: every name a pod needs is in its /etc/hosts; nothing listens on the\n"
             "# pod's loopback, so any other lookup fails at once and never leaves the namespace.\n"

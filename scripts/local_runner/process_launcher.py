@@ -13,7 +13,11 @@ with unprivileged user namespaces).
   DNS names through its own /etc/hosts. The others (evaluator, TensorBoard)
   need no cluster network and share the host's, where TensorBoard's
   `--bind_all` becomes `--host 127.0.0.1` and its `--port` a free port:
-  nothing listens beyond 127.0.0.0/8 on the host.
+  nothing listens beyond 127.0.0.0/8 on the host. With --local-gcs or
+  --helm-test they share one private namespace instead, keep their ports,
+  and the runner reaches those through relays (cloud_storage.py says why;
+  portrelay.py); with --local-gcs every pod namespace has the Cloud Storage
+  front on 127.0.0.1:443 and every pod its names and environment.
 - Files: each pod gets a private mount namespace (podshim.py). A volume
   mount cannot appear at its container path (/models/... does not exist on
   the host and is not created), so its directory is bind-mounted at its own
@@ -46,9 +50,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from scripts.local_runner import netns, procfs, userns
+from scripts.local_runner import cloud_storage, netns, procfs, userns
 from scripts.local_runner.launcher import Endpoint, Launcher, LauncherError, PodHandle
 from scripts.local_runner.manifest import NetworkSlot, Pod
+from scripts.local_runner.portrelay import Relay
 from scripts.paths import MNIST_DIR, REPO_ROOT
 from scripts.ports import free_ports
 
@@ -152,13 +157,21 @@ def process_group_members(pgid: int) -> list[int]:
 class ProcessLauncher(Launcher):
     name = "process"
 
-    def __init__(self, python: str = sys.executable, keep_pod_dirs: bool = False):
+    def __init__(self, python: str = sys.executable, keep_pod_dirs: bool = False, local_gcs: bool = False,
+                 helm_test: bool = False):
         self.python = python
         self.keep_pod_dirs = keep_pod_dirs
+        self.local_gcs = local_gcs  # serve the pods' gs:// buckets locally (cloud_storage.py)
+        self.helm_test = helm_test  # the hook reaches TensorBoard by its Service: the shared namespace
         self.network: netns.PodNetwork | None = None
         self.holder: userns.Holder | None = None
         self.run_dir: Path | None = None
         self.namespace = "default"
+        self.buckets: list[str] = []
+        self.services: list[str] = []
+        self.storage: cloud_storage.LocalCloudStorage | None = None
+        self.relays: dict[int, Relay] = {}  # containerPort -> its relay from the shared namespace
+        self._end_lines: list[str] = []
 
     @staticmethod
     def check() -> None:
@@ -173,6 +186,17 @@ class ProcessLauncher(Launcher):
             if reason:
                 raise LauncherError(reason)
 
+    def accept_rendering(self, remote_urls: list[str], services: list[str]) -> None:
+        refusal = cloud_storage.refusal(remote_urls, self.local_gcs)
+        if refusal:
+            raise LauncherError(refusal)
+        self.buckets = cloud_storage.buckets(remote_urls)
+        self.services = list(services)
+
+    @property
+    def shared_network(self) -> bool:
+        return bool(self.buckets) or self.helm_test
+
     def setup(self, run_id: str, run_dir: Path, slots: list[NetworkSlot], namespace: str = "default"
               ) -> list[NetworkSlot]:
         self.check()
@@ -185,20 +209,34 @@ class ProcessLauncher(Launcher):
             except userns.UsernsError as e:
                 raise LauncherError(str(e)) from e
             wrap = self.holder.prefix
-        self.network = netns.PodNetwork(run_id, run_dir / "network", namespace, wrap=wrap)
+        self.network = netns.PodNetwork(
+            run_id, run_dir / "network", namespace, wrap=wrap, services=self.services,
+            shared=self.shared_network,
+            extra_hosts=cloud_storage.LocalCloudStorage.hosts_lines() if self.buckets else "")
         try:
-            return self.network.create(slots)
-        except netns.NetnsError as e:
+            ready = self.network.create(slots)
+            if self.buckets:
+                self.storage = cloud_storage.LocalCloudStorage(run_dir / "network" / "gcs", self.buckets)
+                for path in self.network.namespace_paths():
+                    self.storage.serve_in([*wrap, "nsenter", f"--net={path}", "--"])
+            return ready
+        except (netns.NetnsError, cloud_storage.CloudStorageError) as e:
             self.teardown()
-            raise LauncherError(f"cannot create the pod network: {e}") from e
+            what = "the pod network" if isinstance(e, netns.NetnsError) else "the local Cloud Storage"
+            raise LauncherError(f"cannot create {what}: {e}") from e
 
     def describe_network(self) -> list[str]:
-        if not self.network or not self.network.slots:
+        if not self.network or not (self.network.slots or self.network.shared):
             return ["no pod needs a cluster network"]
         net = self.network
         lines = [f"{len(net.slots)} pod network namespace(s) {netns.PREFIX}-{net.run_id}-p* "
                  f"on a bridge in {net.bridge_ns}; addresses exist only inside them:"]
         lines += [f"  {s.dns_names[0] if s.dns_names else s.hostname} -> {s.address}" for s in net.slots]
+        if net.shared:
+            lines.append(f"the pods without a network identity share {net.shared_ns} (loopback only; "
+                         "the runner reaches their ports through relays on 127.0.0.1)")
+        if self.storage is not None:
+            lines += self.storage.describe()
         return lines
 
     def _tmp_in_place(self, pod: Pod) -> bool:
@@ -227,6 +265,8 @@ class ProcessLauncher(Launcher):
         # The image's PATH and data dir are already host paths (the repo may well
         # live under /tmp): only container paths, the manifest's and HOME, move.
         env = {**image_env(self.python), "HOSTNAME": pod.hostname}
+        if self.storage is not None:
+            env.update(self.storage.env())
         env["HOME"] = translate(env["HOME"], mapping)
         env.update({k: translate(v, mapping) for k, v in c.env.items()})
         tmp = dict(mapping).get("/tmp")
@@ -234,8 +274,11 @@ class ProcessLauncher(Launcher):
             env["TMPDIR"] = tmp
         command = [translate(a, mapping) for a in c.command]
         args = [translate(a, mapping) for a in c.args]
+        if self.storage is not None:
+            args = cloud_storage.tensorboard_args(command, args)
         ports: dict[int, int] = {}
-        if pod.slot is None:  # host network: never listen beyond loopback
+        shared = pod.slot is None and self.network is not None and self.network.shared
+        if pod.slot is None and not shared:  # host network: never listen beyond loopback
             # One call for all of the container's ports, so they differ.
             ports = dict(zip([p.container_port for p in c.ports], free_ports(len(c.ports))))
             args = rewrite_listen_args(args, ports)
@@ -244,10 +287,13 @@ class ProcessLauncher(Launcher):
         if pod.slot is not None and self.network is not None:
             files = {"/etc/hosts": str(self.network.hosts_file(pod.slot.key)),
                      "/etc/resolv.conf": str(self.network.resolv_conf)}
+        elif shared:
+            files = {"/etc/hosts": str(self.network.shared_hosts_file),
+                     "/etc/resolv.conf": str(self.network.resolv_conf)}
         spec = {"parent_pid": os.getpid(), "hostname": pod.hostname, "binds": binds, "files": files,
                 "read_only_root": bool(c.security_context.get("readOnlyRootFilesystem")),
                 "drop_capabilities": True, "cwd": cwd, "argv": command + args}
-        return {"spec": spec, "env": env, "ports": ports, "mapping": mapping}
+        return {"spec": spec, "env": env, "ports": ports, "mapping": mapping, "shared_network": shared}
 
     def start(self, pod: Pod, log_path: Path) -> ProcessPodHandle:
         plan = self.plan(pod)
@@ -262,6 +308,8 @@ class ProcessLauncher(Launcher):
                 self.python, "-I", str(SHIM), str(spec_path)]
         if pod.slot is not None:
             argv = ["nsenter", f"--net={self.network.netns_path(pod.slot.key)}", "--", *argv]
+        elif plan["shared_network"]:
+            argv = ["nsenter", f"--net={self.network.shared_netns_path()}", "--", *argv]
         if self.holder is not None:
             argv = [*self.holder.prefix, *argv]
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -270,11 +318,36 @@ class ProcessLauncher(Launcher):
                                      env=plan["env"], cwd=str(REPO_ROOT), start_new_session=True,
                                      close_fds=True)
         endpoints = {cp: Endpoint("127.0.0.1", hp) for cp, hp in plan["ports"].items()}
+        if plan["shared_network"]:
+            endpoints = {p.container_port: Endpoint("127.0.0.1", self._relay(p.container_port).host_port)
+                         for p in pod.container.ports}
         empty_dirs = [] if self.keep_pod_dirs else [
             Path(m.host_path) for m in pod.container.mounts if m.kind == "emptyDir"]
         return ProcessPodHandle(pod, log_path, popen, endpoints, empty_dirs)
 
+    def _relay(self, port: int) -> Relay:
+        """The relay to `port` in the shared namespace (one per port, kept for the pod's successors)."""
+        if port not in self.relays:
+            wrap = self.holder.prefix if self.holder is not None else []
+            self.relays[port] = Relay([*wrap, "nsenter", f"--net={self.network.shared_netns_path()}", "--"],
+                                      port)
+        return self.relays[port]
+
+    def end_lines(self) -> list[str]:
+        return list(self._end_lines)
+
+    def local_copy(self, url: str) -> Path | None:
+        if self.run_dir is None:
+            return None
+        return cloud_storage.local_copy(url, self.run_dir / cloud_storage.COPY_DIR)
+
     def teardown(self) -> None:
+        for relay in self.relays.values():
+            relay.stop()
+        self.relays = {}
+        if self.storage is not None:  # before the namespaces: its listening sockets keep them
+            self._end_lines = self.storage.close(self.run_dir / cloud_storage.COPY_DIR)
+            self.storage = None
         if self.network is not None:
             self.network.teardown()
         if self.holder is not None:

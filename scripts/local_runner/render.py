@@ -65,7 +65,7 @@ def parse_documents(text: str) -> list[dict]:
 
 def render(*, chart: Path = CHART_DIR, release: str = DEFAULT_RELEASE, namespace: str = DEFAULT_NAMESPACE,
            values_files: list[str] = (), set_values: list[str] = (), set_string_values: list[str] = (),
-           overlay_path: Path, helm: str | None = None) -> Rendering:
+           overlay_path: Path, helm: str | None = None, skip_tests: bool = True) -> Rendering:
     helm = helm or find_helm()
     if not helm:
         raise RenderError("helm not found (env HELM, .tools/bin/helm or PATH); install the pinned one "
@@ -73,10 +73,10 @@ def render(*, chart: Path = CHART_DIR, release: str = DEFAULT_RELEASE, namespace
     overlay_path.parent.mkdir(parents=True, exist_ok=True)
     overlay_path.write_text("# The local runner's overlay; the user's values override it.\n"
                             + yaml.safe_dump(LOCAL_OVERLAY, sort_keys=True))
-    # Test hooks (helm.sh/hook: test) are skipped: `helm test` talks to a
-    # cluster's Services, which a local run does not have.
-    cmd = [helm, "template", release, str(chart), "--namespace", namespace, "--skip-tests",
-           "-f", str(overlay_path)]
+    # Test hooks (helm.sh/hook: test) are left out unless asked for (--helm-test): the runner then
+    # runs them after the release's Jobs, in the namespace where the Services' names resolve.
+    cmd = [helm, "template", release, str(chart), "--namespace", namespace,
+           *(["--skip-tests"] if skip_tests else []), "-f", str(overlay_path)]
     for f in values_files:
         cmd += ["-f", str(f)]
     for s in set_values:

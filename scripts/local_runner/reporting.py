@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from model import goodput, log_lines
 from scripts.local_runner.controllers import JobController, PodRecord, Workload
+from scripts.local_runner.launcher import optional
 
 if TYPE_CHECKING:
     from scripts.local_runner.runner import Runner
@@ -197,6 +198,7 @@ class ProjectReport:
             "exit_code": runner.exit_code, "error": runner.error,
             "elapsed_seconds": round(runner.elapsed(), 2), "started": runner.started_wall,
             "render_command": runner.rendering.command, "model_dir": self.model_dir(runner),
+            "model_dir_copy": self.model_dir_copy(runner),
             "tensorboard_url": self.tensorboard_url(runner),
             "workloads": [w.describe() for w in runner.workloads], "not_run": runner.ignored_kinds,
             "upgrade": runner.upgrade.as_dict() if runner.upgrade else None,
@@ -215,9 +217,17 @@ class ProjectReport:
             "goodput": self.goodput(runner),
         }
 
-    def goodput(self, runner: Runner) -> dict | None:
-        """goodput.json of the model dir (model/goodput.py), or the goodput so far; None if none."""
+    def model_dir_copy(self, runner: Runner) -> str | None:
+        """Where the launcher copied a remote model directory at the end (--local-gcs), or None."""
         model_dir = self.model_dir(runner)
+        local_copy = optional(runner.launcher, "local_copy")
+        local = local_copy(model_dir) if model_dir and "://" in model_dir else None
+        return str(local) if local else None
+
+    def goodput(self, runner: Runner) -> dict | None:
+        """goodput.json of the model dir (model/goodput.py; a remote one's local copy), or the
+        goodput so far; None if none."""
+        model_dir = self.model_dir_copy(runner) or self.model_dir(runner)
         if not model_dir or "://" in model_dir or not Path(model_dir).is_dir():
             return None
         return goodput.summary_of(model_dir)
@@ -257,8 +267,10 @@ class ProjectReport:
                 lines.append(f"fault {fault.spec}: never fired")
         if data["tensorboard_url"]:
             lines.append(f"TensorBoard was at {data['tensorboard_url']} (stopped with the run; "
-                         f"`tensorboard --logdir {data['model_dir']}` serves it again)")
-        lines.append(f"pod logs: {Path(runner.run_dir) / 'logs'}/; model dir: {data['model_dir']}; "
+                         f"`tensorboard --logdir {data.get('model_dir_copy') or data['model_dir']}` "
+                         "serves it again)")
+        copy = f" (copied to {data['model_dir_copy']})" if data.get("model_dir_copy") else ""
+        lines.append(f"pod logs: {Path(runner.run_dir) / 'logs'}/; model dir: {data['model_dir']}{copy}; "
                      f"summary: {Path(runner.run_dir) / 'summary.json'}")
         return lines
 

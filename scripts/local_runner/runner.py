@@ -14,6 +14,9 @@ the summary printed and written to summary.json) comes from a `Report`
 (reporting.py implements it for this project's library).
 
 The run ends when every Job-like workload (Job, JobSet, TFJob) is terminal.
+With --helm-test the rendering's `helm test` hook Jobs are among them: they start
+once every other Job is terminal, and not at all if one of those failed. Remote-store
+URLs in the pods are the launcher's to accept or refuse (Launcher.accept_rendering).
 When a Job fails, its unfinished consumers are stopped: a Job whose pods mount
 read-only a volume directory the failed Job's pods mount writable waits for
 output that will not come (in a cluster it would wait until its
@@ -54,7 +57,7 @@ from typing import Protocol
 from model.atomic_write import write_json_atomically
 from scripts.local_runner import faults as faults_mod
 from scripts.local_runner.controllers import CONTROLLERS, PASSIVE_KINDS, PodRecord, Workload
-from scripts.local_runner.launcher import Launcher, LauncherError
+from scripts.local_runner.launcher import Launcher, LauncherError, optional
 from scripts.local_runner.logs import Follower, Terminal
 from scripts.local_runner.manifest import (ManifestError, NetworkSlot, Pod, PodBuilder, claim_paths,
                                            remote_urls)
@@ -80,6 +83,7 @@ class RunOptions:
     timeout: float | None = None
     faults: list = dataclasses.field(default_factory=list)
     tick: float = 0.2
+    helm_test: bool = False  # run the rendering's `helm test` hook Jobs once the release's Jobs are done
 
 
 def lock_run_dir(run_dir: Path):
@@ -120,6 +124,12 @@ class Report(Protocol):
 
     def summary_lines(self, runner: Runner, data: dict) -> list[str]:
         """The summary printed at the end (each after "summary | ")."""
+
+
+def is_test_hook(doc: dict) -> bool:
+    """A `helm test` hook (annotation helm.sh/hook listing `test`; Helm v3/v4 pkg/release/hook.go)."""
+    hooks = ((doc.get("metadata") or {}).get("annotations") or {}).get("helm.sh/hook", "")
+    return "test" in [h.strip() for h in hooks.split(",")]
 
 
 def consumers_of(producer: Workload, workloads: list[Workload]) -> list[tuple[Workload, str]]:
@@ -242,6 +252,11 @@ class Runner:
     def _build_workloads(self) -> None:
         for doc in self.rendering.docs:
             kind = doc["kind"]
+            hook = is_test_hook(doc)
+            if hook and not self.options.helm_test:
+                self.ignored_kinds.append(f"{kind}/{doc['metadata']['name']} (a `helm test` hook: "
+                                          "--helm-test runs it)")
+                continue
             if kind in CONTROLLERS:
                 try:
                     workload = CONTROLLERS[kind](self, doc)
@@ -252,20 +267,18 @@ class Runner:
                     workload.status = previous.status
                     workload.reason = "finished in the previous run; the upgrade runs nothing of it"
                     workload.finished_wall = previous.finished_wall
+                workload.hook = hook
                 self.workloads.append(workload)
             elif kind in PASSIVE_KINDS:
                 self.ignored_kinds.append(f"{kind}/{doc['metadata']['name']} ({PASSIVE_KINDS[kind]})")
             else:
                 self.ignored_kinds.append(f"{kind}/{doc['metadata']['name']} "
                                           "(not supported locally; ignored)")
-        if not any(w.is_job for w in self.workloads):
+        if not any(w.is_job and not w.hook for w in self.workloads):
             raise RunError("the rendering has no Job, JobSet or TFJob to run")
-        for w in self.workloads:
-            urls = sorted({u for t in w.templates() for u in remote_urls(t)})
-            if urls:
-                raise RunError(f"{w.ref}: its pods are given remote storage ({', '.join(urls)}), but the "
-                               "local runner's pods reach no network beyond their own; give them a "
-                               "PersistentVolumeClaim instead (this chart: storage.type=pvc)")
+        urls = sorted({u for w in self.workloads for t in w.templates() for u in remote_urls(t)})
+        services = [d["metadata"]["name"] for d in self.rendering.of_kind("Service")]
+        optional(self.launcher, "accept_rendering")(urls, services)  # LauncherError: pods it cannot serve
 
     def _start_network(self) -> None:
         slots = [s for w in self.workloads if not w.terminal for s in w.slots()]
@@ -376,6 +389,23 @@ class Runner:
                            f"{failed.ref} writes (volume {path})")
                 consumer.stop(f"{failed.ref} failed")
 
+    def _start_hooks(self) -> None:
+        """`helm test` after the release: its hook Jobs start once every other Job is done (as after
+        `helm install --wait --wait-for-jobs`); if one failed they do not run."""
+        waiting = [w for w in self.workloads if w.hook and w.status == "Pending"]
+        release = [w for w in self._jobs() if not w.hook]
+        if not waiting or not all(w.terminal for w in release):
+            return
+        failed = [w.ref for w in release if w.status != "Complete"]
+        for hook in waiting:
+            if failed:
+                hook.stop(f"not run: {', '.join(failed)} did not complete")
+                self.event(f"{hook.ref}: the `helm test` hook is not run: {', '.join(failed)} "
+                           "did not complete")
+            else:
+                self.event(f"{hook.ref}: every Job is done; starting the `helm test` hook")
+                hook.start()
+
     def _loop(self) -> int:
         while True:
             if self.interrupted is not None:
@@ -394,6 +424,7 @@ class Runner:
             failed = [w for w in jobs if w.status == "Failed"]
             for w in failed:
                 self._stop_consumers(w)
+            self._start_hooks()
             if all(w.terminal for w in jobs):
                 if failed:
                     self.result = "failed"
@@ -453,7 +484,7 @@ class Runner:
                 # A Deployment serves the Jobs' output: start it only when a Job runs (or is kept).
                 serve = self.options.keep_serving or any(not w.terminal for w in self._jobs())
                 for w in self.workloads:
-                    if not w.terminal and (w.is_job or serve):
+                    if not w.terminal and not w.hook and (w.is_job or serve):
                         w.start()
                 code = self._loop()
                 if code == EXIT_OK and self.options.keep_serving:
@@ -506,6 +537,8 @@ class Runner:
             follower.pump(final=True)
         try:
             self.launcher.teardown()
+            for line in optional(self.launcher, "end_lines")():
+                self.event(line)
         except Exception as e:  # noqa: BLE001 - report, the summary still gets written
             self.event(f"warning: launcher teardown failed: {e}")
 

@@ -123,6 +123,35 @@ def unavailable_reason(proc_sys: Path = PROC_SYS, which=shutil.which, try_it=pro
     return None if error is None else explain(error, proc_sys)
 
 
+def start_holder(argv: list[str], what: str) -> subprocess.Popen:
+    """Start a namespace holder: `argv` (an `unshare ... -- sh -c SCRIPT`) whose script prints
+    "ready" once its namespaces are set up, then holds them until its stdin (a pipe from us)
+    closes. UsernsError names `what` and the script's error if it never gets ready."""
+    popen = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             close_fds=True)
+    if popen.stdout.readline() != b"ready\n":
+        popen.stdin.close()
+        err = popen.stderr.read().decode(errors="replace").strip()
+        popen.wait()
+        raise UsernsError(f"cannot create {what}: {err or 'no output'}")
+    return popen
+
+
+def stop_holder(popen: subprocess.Popen) -> None:
+    """Let a holder go (its stdin closes) and wait for it; its namespaces die with the last
+    process in them."""
+    if popen.poll() is None:
+        popen.stdin.close()
+        try:
+            popen.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+            popen.wait()
+    for stream in (popen.stdin, popen.stdout, popen.stderr):
+        with contextlib.suppress(OSError):
+            stream.close()
+
+
 class Holder:
     """The rootless runner's user + mount namespace, kept by one process until stop() or its death."""
 
@@ -130,16 +159,10 @@ class Holder:
         # `ps` shows `sh -c ... mlr-holder <run id>`: which run the process belongs to.
         self.scratch = scratch  # where the host's /run is bound if /run/netns is missing
         scratch.mkdir(parents=True, exist_ok=True)
-        self.popen = subprocess.Popen(
+        self.popen = start_holder(
             ["unshare", "--user", "--map-root-user", "--mount", "--propagation", "private",
              "--", "sh", "-c", HOLDER_SCRIPT, HOLDER_NAME, run_id, str(scratch)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, close_fds=True)
-        line = self.popen.stdout.readline()
-        if line != b"ready\n":
-            self.popen.stdin.close()
-            err = self.popen.stderr.read().decode(errors="replace").strip()
-            self.popen.wait()
-            raise UsernsError(f"cannot create the runner's user namespace: {err or 'no output'}")
+            "the runner's user namespace")
         self.pid = self.popen.pid
         self.userns = os.stat(f"/proc/{self.pid}/ns/user").st_ino
 
@@ -150,15 +173,7 @@ class Holder:
         return ["nsenter", f"--target={self.pid}", "--user", "--mount", "--preserve-credentials", "--"]
 
     def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.stdin.close()
-            try:
-                self.popen.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-        self.popen.stdout.close()
-        self.popen.stderr.close()
+        stop_holder(self.popen)
         with contextlib.suppress(OSError):
             self.scratch.rmdir()  # empty again: the bind mount was only in the holder's namespace
 

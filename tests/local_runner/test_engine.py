@@ -81,7 +81,8 @@ def test_a_failed_evaluator_leaves_the_trainer_running(tmp_path, rendered):
 
 
 def test_remote_storage_is_refused_before_anything_runs(tmp_path):
-    """storage.type=gcs gives the pods gs:// paths the runner's pods could never reach: exit 2."""
+    """storage.type=gcs gives the pods gs:// paths the runner's pods could never reach: without
+    --local-gcs (a local Cloud Storage emulator) that is exit 2, naming the value and the flag."""
     if not find_helm():
         unavailable("helm not found")
     if runner_prerequisites():
@@ -92,6 +93,8 @@ def test_remote_storage_is_refused_before_anything_runs(tmp_path):
          "--set", "storage.gcs.workloadIdentity.enabled=true"],  # the chart wants credentials
         capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
     assert result.returncode == 2, result.stdout + result.stderr
-    assert "its pods are given remote storage (gs://bucket/x/mnist-train" in result.stdout, result.stdout
-    assert "reach no network beyond their own" in result.stdout
+    out = result.stdout
+    assert "the pods are given Cloud Storage URLs (gs://bucket/x/mnist-train" in out, out
+    assert "storage.type=gcs" in out and "reach no network beyond their own" in out, out
+    assert "pass --local-gcs to run them against a local Cloud Storage emulator" in out, out
     assert not (tmp_path / "r" / "logs").exists() or not any((tmp_path / "r" / "logs").iterdir())

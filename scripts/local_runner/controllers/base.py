@@ -130,6 +130,7 @@ class Workload:
         # Pods replaced after a failure (a JobSet: times the whole set was recreated). One int for
         # every kind; the pods' own in-place restarts are PodRecord.restart_count.
         self.restarts = 0
+        self.hook = False  # a `helm test` hook Job: started by the runner after the release's Jobs
 
     @property
     def ref(self) -> str:
