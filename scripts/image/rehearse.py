@@ -37,7 +37,7 @@ def register(cpu_limits: bool = True, pids_limit: int = -1) -> None:
 
     def factory(args):
         from scripts.image.launcher import PodmanLauncher
-        return PodmanLauncher(cpu_limits=cpu_limits, pids_limit=pids_limit)
+        return PodmanLauncher(cpu_limits=cpu_limits, pids_limit=pids_limit, keep_pod_dirs=args.keep_pod_dirs)
 
     cli.LAUNCHERS["podman"] = factory
 

@@ -185,7 +185,9 @@ def test_a_killed_worker_container_is_replaced_and_resumes_from_the_checkpoint(
 
 
 def test_pods_get_the_charts_security_context_and_volumes(built_image, helm_ready, tmp_path):
-    """The evaluator's container: model dir read-only, eval/ writable, root read-only, /tmp a tmpfs."""
+    """Each pod's container: root read-only; the model dir writable only by the trainer, eval/ by the
+    trainer and the evaluator; /tmp the pod's emptyDir on disk (a directory of the pod's, mode 0777
+    with the fsGroup, as the kubelet makes it)."""
     from scripts.local_runner.manifest import PodBuilder, PodRequest
     from scripts.local_runner.render import render
 
@@ -206,8 +208,11 @@ def test_pods_get_the_charts_security_context_and_volumes(built_image, helm_read
                 subdomain=None, owner=f"Job/{name}", index=0 if component == "trainer" else None, attempt=0,
                 display=component, annotations={"batch.kubernetes.io/job-completion-index": "0"}))
             args, _ = launcher.plan(pod)
-            for flag in ("--read-only", "--security-opt", "--cap-drop", "--user", "--tmpfs"):
+            for flag in ("--read-only", "--security-opt", "--cap-drop", "--user"):
                 assert flag in args, (component, args)
+            empty_dir = pod.pod_dir / "volumes" / "tmp"
+            assert f"type=bind,source={empty_dir},target=/tmp" in args, (component, args)
+            assert (empty_dir.stat().st_mode & 0o7777, empty_dir.stat().st_gid) == (0o2777, 1000)
             assert args[args.index("--user") + 1] == "1000:1000"
             assert args[args.index("--cap-drop") + 1] == "ALL"
             assert args[args.index("--security-opt") + 1] == "no-new-privileges"
@@ -219,6 +224,7 @@ def test_pods_get_the_charts_security_context_and_volumes(built_image, helm_read
                       "if touch $p/.probe 2>/dev/null; then echo W $p; else echo R $p; fi; done; id -u")
             out = podman.run(*probe, script, timeout=120).stdout.split("\n")
             results[component] = {line.split()[1] for line in out if line.startswith("W ")}
+            assert (empty_dir / ".probe").stat().st_uid == 1000, component  # the container's /tmp
             podman.run("rm", "-f", args[args.index("--name") + 1], check=False)
         assert results["trainer"] == {"/models/mnist-train", "/models/mnist-train/eval", "/tmp"}
         assert results["evaluator"] == {"/models/mnist-train/eval", "/tmp"}
