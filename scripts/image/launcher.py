@@ -30,7 +30,12 @@ What a pod becomes:
   subPath writable). fsGroup is applied
   the kubelet's way (OnRootMismatch: group fsGroup, g+rwX, setgid
   directories; subPath directories created with the volume root's mode).
-  emptyDir volumes are tmpfs mounts (/tmp).
+  An emptyDir (/tmp) is a directory of the pod's own (`pods/<pod>/volumes/
+  <name>` in the run directory), bind-mounted: the kubelet's default medium
+  is node disk, not memory (a tmpfs would count against the memory limit).
+  Mode 0777 and the fsGroup, as the kubelet makes it; removed with the pod's
+  container, or kept with the runner's --keep-pod-dirs (a test can then look
+  at what a worker left in its /tmp).
 - Network: one internal podman network per run (no route out, no NAT; podman
   picks a free subnet). A pod with a network identity (a worker: host name +
   headless Service) gets a fixed address and every DNS name of its slot as a
@@ -54,6 +59,7 @@ import ipaddress
 import json
 import os
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
@@ -128,13 +134,14 @@ class PortForward:
 
 class PodmanPodHandle(PodHandle):
     def __init__(self, pod: Pod, log_path: Path, name: str, popen: subprocess.Popen,
-                 endpoints: dict[int, Endpoint], forwards: list[PortForward]):
+                 endpoints: dict[int, Endpoint], forwards: list[PortForward], empty_dirs: list[Path]):
         self.pod = pod
         self.log_path = log_path
         self.name = name
         self.popen = popen
         self._endpoints = endpoints
         self._forwards = forwards
+        self._empty_dirs = empty_dirs
         self._released = False
 
     def poll(self) -> int | None:
@@ -161,14 +168,18 @@ class PodmanPodHandle(PodHandle):
         for forward in self._forwards:
             forward.close()
         podman.run("rm", "-f", "-t", "0", self.name, check=False, timeout=120)
+        # Like the kubelet deleting a finished pod: its emptyDirs go away.
+        for path in self._empty_dirs:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 class PodmanLauncher(Launcher):
     name = "podman"
 
-    def __init__(self, cpu_limits: bool = True, pids_limit: int = -1):
+    def __init__(self, cpu_limits: bool = True, pids_limit: int = -1, keep_pod_dirs: bool = False):
         self.cpu_limits = cpu_limits
         self.pids_limit = pids_limit
+        self.keep_pod_dirs = keep_pod_dirs
         self.run_id = ""
         self.network = ""
         self.run_dir: Path | None = None
@@ -241,8 +252,9 @@ class PodmanLauncher(Launcher):
         args = []
         for m in sorted(pod.container.mounts, key=lambda m: m.container_path.count("/")):
             if m.kind == "emptyDir":
-                mode = "ro" if m.read_only else "rw"
-                args += ["--tmpfs", f"{m.container_path}:{mode},size=1g,mode=1777,nosuid,nodev"]
+                make_empty_dir(m.host_path, fs_group)
+                ro = ",ro=true" if m.read_only else ""
+                args += ["--mount", f"type=bind,source={m.host_path},target={m.container_path}{ro}"]
                 continue
             claim_dir = self.run_dir / "volumes" / m.host_path.relative_to(self.run_dir / "volumes").parts[0]
             volume = self._claim_volume(claim_dir, fs_group)
@@ -336,7 +348,9 @@ class PodmanLauncher(Launcher):
                                      stderr=subprocess.STDOUT, env=podman.env(), start_new_session=True)
         forwards = [PortForward((address, port)) for port in forward.values()]
         endpoints = {cp: Endpoint("127.0.0.1", f.port) for cp, f in zip(forward, forwards)}
-        handle = PodmanPodHandle(pod, log_path, name, popen, endpoints, forwards)
+        empty_dirs = [] if self.keep_pod_dirs else [m.host_path for m in pod.container.mounts
+                                                    if m.kind == "emptyDir"]
+        handle = PodmanPodHandle(pod, log_path, name, popen, endpoints, forwards, empty_dirs)
         self.handles.append(handle)
         return handle
 
@@ -356,7 +370,7 @@ class PodmanLauncher(Launcher):
 
 def factory(args) -> PodmanLauncher:
     """`python -m scripts.local_runner --launcher scripts.image.launcher:factory` (default options)."""
-    return PodmanLauncher()
+    return PodmanLauncher(keep_pod_dirs=args.keep_pod_dirs)
 
 
 def apply_fs_group(root: Path, gid: int) -> None:
@@ -370,6 +384,16 @@ def apply_fs_group(root: Path, gid: int) -> None:
             os.chmod(path, mode | 0o2070)
         else:
             os.chmod(path, mode | 0o060 | (0o010 if mode & 0o100 else 0))
+
+
+def make_empty_dir(path: Path, fs_group: int | None) -> None:
+    """An emptyDir on the kubelet's default medium (node disk): a new directory of mode 0777 with
+    the pod's fsGroup applied. Kubernetes pkg/volume/emptydir/empty_dir.go (commit 0379063):
+    setupDir creates it with defaultPerm 0777, then SetUpAt applies the fsGroup ownership."""
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o777)  # not 1777: the sticky bit is the pod spec's opt-in (emptyDir.stickyBit)
+    if fs_group is not None:
+        apply_fs_group(path, fs_group)
 
 
 def make_sub_path(root: Path, sub: Path) -> None:

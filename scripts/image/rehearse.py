@@ -10,9 +10,10 @@ container of REF (default: the image `python -m scripts.image build` makes),
 set as image.repository/image.tag before your own values. See launcher.py
 for how a pod maps onto `podman run`. Needs root and podman.
 
-Example (2 workers, evaluator and TensorBoard; kill worker 1 at step 400):
-  python -m scripts.image rehearse --fresh --set training.model=mlp --set training.maxSteps=1000 \\
-      --set training.saveCheckpointsSteps=200 --fault kill:worker=1:step=400 --restart-backoff 2
+Example (3 workers, evaluator and TensorBoard; kill worker 2 at step 400):
+  python -m scripts.image rehearse --fresh --set trainer.workers=3 --set training.model=mlp \\
+      --set training.maxSteps=1000 --set training.saveCheckpointsSteps=200 \\
+      --fault kill:worker=2:step=400 --restart-backoff 2
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def register(cpu_limits: bool = True, pids_limit: int = -1) -> None:
 
     def factory(args):
         from scripts.image.launcher import PodmanLauncher
-        return PodmanLauncher(cpu_limits=cpu_limits, pids_limit=pids_limit)
+        return PodmanLauncher(cpu_limits=cpu_limits, pids_limit=pids_limit, keep_pod_dirs=args.keep_pod_dirs)
 
     cli.LAUNCHERS["podman"] = factory
 
