@@ -298,8 +298,8 @@ def _train(args) -> int:
         log.info(log_lines.CONFIG_FORMAT, _describe(config))
         strategy = create_strategy(cluster, collective_timeout_secs=args.collective_timeout_secs,
                                    startup_timeout_secs=args.startup_timeout_secs, guard=guard)
-        from model import goodput
-        goodput.mark("cluster_formed")  # the peers answered (model/goodput.py: cluster)
+        from model import goodput_record
+        goodput_record.mark("cluster_formed")  # the peers answered (model/goodput.py: cluster)
     finally:
         if guard is not None:
             guard.close()
