@@ -204,23 +204,28 @@ def _make_train_loop(strategy, state: TrainState, hparams: Hyperparameters, glob
 
     local_replicas = _local_replicas(strategy)
 
-    @tf.function
+    # autograph=False: nothing here branches on a tensor (every `if` and `for` in the step's
+    # code is over Python values), so the loop is written as the tf.while_loop autograph made
+    # of `for _ in tf.range(num_steps)`, and tracing skips converting the step's source
+    # (measured: bench/restart.py, see the commit).
+    @tf.function(autograph=False)
     def train_loop(iterator, num_steps, flags):
         # A flag raised on any worker counts: the sum is > 0 everywhere.
         agreed = local(strategy.run(all_reduce_sum, args=(flags,)))
-        loss_sum = tf.constant(0.0)
-        correct_sum = tf.constant(0.0)
-        lr = tf.constant(0.0)
         # A stop agreed here runs no step: the signal is acted on at the end of
         # the loop call that was running when it arrived.
         num_steps = tf.where(agreed[_STOP] > 0, tf.zeros_like(num_steps), num_steps)
-        for _ in tf.range(num_steps):
+
+        def one_step(i, loss_sum, correct_sum, lr):
             images, labels = next(iterator)
             lr = learning_rate(hparams, state.step, global_batch)
             grads, loss, correct = strategy.run(replica_step, args=(images, labels))
             apply_update(strategy, state, hparams, grads, lr)
-            loss_sum += local_sum(loss)
-            correct_sum += local_sum(correct)
+            return i + 1, loss_sum + local_sum(loss), correct_sum + local_sum(correct), lr
+
+        _, loss_sum, correct_sum, lr = tf.while_loop(
+            lambda i, *_: i < num_steps, one_step,
+            (tf.constant(0, num_steps.dtype), tf.constant(0.0), tf.constant(0.0), tf.constant(0.0)))
         if replicas > 1:  # every local replica passes in this worker's sums: count them once
             totals = local(strategy.run(all_reduce_sum, args=(tf.stack([loss_sum, correct_sum]),)))
             loss_sum, correct_sum = totals[0] / local_replicas, totals[1] / local_replicas
