@@ -17,8 +17,10 @@ The phases of the chief's restart, from the launch of its process (the harness's
     done        -> the `train | done` line: the final save, goodput.json, the marker
     exit        -> the process exited (Python and TensorFlow teardown)
 
-Times are the goodput record's (time.time() in the chief) and the harness's own stamps of the
-output lines and of the exit, on one clock. Medians over the repeats.
+Wall times are the goodput record's (time.time() in the chief) and the harness's own stamps of
+the output lines and of the exit, on one clock. The chief's CPU seconds per phase are read from
+/proc as the harness sees the line that ends each phase (`PHASE_LINES`) and from its rusage at
+exit: on a loaded machine they move far less than the wall times. Medians over the repeats.
 
     python -m bench.restart [--repeats 5] [--extra-args "..."]   # alone, prints the phases
 """
