@@ -177,7 +177,9 @@ def restart(ctx: Context, quick: bool) -> dict:
     """The section: one row, the median time from launch to the first step, with its phases."""
     d = measure(ctx, 2 if quick else 5)
     med = d["median_phases"]
-    parts = ", ".join(f"{k} {v:.1f} s" for k, v in med.items())
+    cpu = d["median_cpu_phases"]
+    parts = ", ".join(f"{k} {v:.1f} s" + (f" ({cpu[k]:.2f} CPU s)" if k in cpu else "")
+                      for k, v in med.items())
     row = {"id": "restart.lenet5",
            "figure": "LeNet-5 2-worker restart from a checkpoint: launch -> first step",
            "value": f"{d['median_first_step_at']:.1f} s", "baseline": "", "ratio": "",
