@@ -24,13 +24,14 @@ from pathlib import Path
 
 from bench import machine, report, sections
 from bench import goodput as bench_goodput
+from bench import restart as bench_restart
 from bench.procs import BenchError, kill_all
 from bench.runs import Context
 from model.config import NETWORK_NAMES
 from scripts.paths import REPO_ROOT, TOOLS_PYTHON
 
 RESULTS = REPO_ROOT / "bench" / "results"
-ALL = ("throughput", "scaling", "accuracy", "resources", "goodput", "scaling_model", "gcs_costs")
+ALL = ("throughput", "scaling", "accuracy", "resources", "goodput", "restart", "scaling_model", "gcs_costs")
 KEEP_LOG_DIRS = 4
 
 # What TF_NUM_*_THREADS the pinned scaling runs get. Measured on the 2-core box
@@ -92,6 +93,7 @@ METHODS = {
         "(scripts/gcs_endpoint.py), with TensorFlow's GCS cache settings varied. An emulator on "
         "loopback is not Cloud Storage latency (see the module docstring for what to expect)."),
     "goodput": bench_goodput.METHOD,
+    "restart": bench_restart.METHOD,
 }
 
 
@@ -218,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
                     out = sections.gcs_costs(ctx, plan)
                 elif name == "goodput":
                     out = sections.goodput(ctx, plan)
+                elif name == "restart":
+                    out = sections.restart(ctx, plan)
                 else:
                     out = sections.resources(ctx, plan, SCALING_ENV[args.scaling_threads], shared)
             except BenchError as e:

@@ -537,3 +537,10 @@ def gcs_costs(ctx: Context, plan: Plan) -> dict:
 def goodput(ctx: Context, plan: Plan) -> dict:
     from bench import goodput as bench_goodput
     return bench_goodput.goodput(ctx, quick=plan is QUICK)
+
+
+# --- 6. restart (bench/restart.py) ----------------------------------------------------------------
+
+def restart(ctx: Context, plan: Plan) -> dict:
+    from bench import restart as bench_restart
+    return bench_restart.restart(ctx, quick=plan is QUICK)

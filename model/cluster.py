@@ -23,6 +23,7 @@ import os
 import re
 from collections.abc import Mapping
 
+from model import log_lines
 from model.errors import ConfigError
 from model.signals import StartupGuard, release_stop_signals
 
@@ -204,7 +205,6 @@ def create_strategy(cluster: ClusterInfo | None = None,
         if own_guard:
             guard.close()
             release_stop_signals()
-    log.info("cluster | %s | task %s:%d of %d workers | %s all-reduce | %d replica(s) in sync",
-             cluster.source, cluster.task_type, cluster.task_index, cluster.num_workers,
-             "NCCL" if gpus else "RING", strategy.num_replicas_in_sync)
+    log.info(log_lines.CLUSTER_FORMED_FORMAT, cluster.source, cluster.task_type, cluster.task_index,
+             cluster.num_workers, "NCCL" if gpus else "RING", strategy.num_replicas_in_sync)
     return strategy

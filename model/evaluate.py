@@ -40,7 +40,7 @@ import uuid
 import numpy as np
 import tensorflow as tf
 
-from model import checkpointing, goodput, layout, log_lines, summaries
+from model import checkpointing, goodput, goodput_record, layout, log_lines, summaries
 from model.atomic_write import write_json_atomically
 from model.checkpointing import READ_ERRORS
 from model.config import EVAL_CHECK_INTERVAL_SECS, EVAL_INTERVAL_SECS
@@ -355,7 +355,7 @@ class Evaluator:
                                        images=self.validation.images)
         self.writer.flush()
         print(log_lines.EVAL_VALIDATION_FORMAT % (step, accuracy), flush=True)
-        goodput.eval_printed(self.eval_dir, step)  # its lag: model/goodput.py
+        goodput_record.eval_printed(self.eval_dir, step)  # its lag: model/goodput.py
         _emit({"event": "eval", "step": step, **result})
         return result
 

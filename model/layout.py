@@ -8,7 +8,7 @@
                                             local lock of guarded JSON files (model/guarded_json.py)
     <model-dir>/training_complete.json      the completion marker: the final step
     <model-dir>/goodput/<attempt>.jsonl     the goodput record: one file per chief attempt
-                                            (model/goodput.py); the evaluator's in <eval-dir>/goodput/
+                                            (model/goodput_record.py); the evaluator's in <eval-dir>/goodput/
     <model-dir>/goodput.json                the run's goodput and badput, written at training end
     <model-dir>/train/                      the chief's summaries
     <model-dir>/eval/                       the evaluator's directory (default --eval-dir):
@@ -48,7 +48,7 @@ SAVED_MODEL_ENTRIES = frozenset({"saved_model.pb", "variables", "assets", "asset
 # Set aside, never deleted: a state file TensorFlow cannot parse (checkpointing.py).
 UNREADABLE_STATE_PREFIX = f"{CHECKPOINT_STATE}.unreadable-"
 WRITE_PROBE_PREFIX = ".write-test-"
-GOODPUT_DIR = "goodput"  # the goodput record (model/goodput.py), in the model dir and the eval dir
+GOODPUT_DIR = "goodput"  # the goodput record (model/goodput_record.py), in the model dir and the eval dir
 GOODPUT_SUMMARY = "goodput.json"
 
 _STEP_RE = re.compile(rf"{CHECKPOINT_PREFIX}-(\d+)$")

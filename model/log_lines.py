@@ -9,13 +9,20 @@ matches at the start of a line (use `.match` on one line, or `.search` /
 `step`, and where present `path`, `model`, `max_steps`, `global_batch`,
 `replicas`, `chief`, `accuracy`, `loss`, `batch_accuracy`, `lr`,
 `images_per_sec`, `seconds`, `sha256`, `message`, `plan`, `wire`, `signal`,
-`run_id`, `holder`. tests/test_log_lines.py formats every line and parses it back.
+`run_id`, `holder`, `source`, `task`, `workers`, `all_reduce`.
+tests/test_log_lines.py formats every line and parses it back.
 """
 
 from __future__ import annotations
 
 import json
 import re
+
+# --- the cluster (model/cluster.py): every worker joined, the strategy is made
+CLUSTER_FORMED_FORMAT = "cluster | %s | task %s:%d of %d workers | %s all-reduce | %d replica(s) in sync"
+CLUSTER_FORMED = re.compile(r"^cluster \| (?P<source>[^|]+?) \| task (?P<task>\S+) of (?P<workers>\d+) "
+                            r"workers \| (?P<all_reduce>\S+) all-reduce \| (?P<replicas>\d+) replica\(s\) "
+                            r"in sync", re.M)
 
 # --- the trainer (model/train.py)
 TRAIN_START_FORMAT = ("train | start | model %s | step %d of %d | global batch %d over %d replica(s) | "

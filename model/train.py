@@ -26,7 +26,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from model import checkpointing, goodput, layout, log_lines, run_identity, summaries
+from model import checkpointing, goodput_record, layout, log_lines, run_identity, summaries
 from model.config import ALL_REDUCE_DTYPES, COMPUTE_DTYPES, GRADIENT_EXCHANGES, Hyperparameters
 from model.data import MnistSplits, load_mnist
 from model.errors import ConfigError
@@ -40,7 +40,7 @@ from model.train_state import (TrainState, apply_update, learning_rate, loss_fn,
                                regularization_gradient)
 
 log = logging.getLogger(__name__)
-goodput.mark("imported")  # TensorFlow and the library are imported (model/goodput.py: startup)
+goodput_record.mark("imported")  # TensorFlow and the library are imported (model/goodput.py: startup)
 
 _SAVE, _STOP = 0, 1  # indices into the control flags
 
@@ -204,23 +204,28 @@ def _make_train_loop(strategy, state: TrainState, hparams: Hyperparameters, glob
 
     local_replicas = _local_replicas(strategy)
 
-    @tf.function
+    # autograph=False: nothing here branches on a tensor (every `if` and `for` in the step's
+    # code is over Python values), so the loop is written as the tf.while_loop autograph made
+    # of `for _ in tf.range(num_steps)`, and tracing skips converting the step's source
+    # (measured: bench/restart.py, see the commit).
+    @tf.function(autograph=False)
     def train_loop(iterator, num_steps, flags):
         # A flag raised on any worker counts: the sum is > 0 everywhere.
         agreed = local(strategy.run(all_reduce_sum, args=(flags,)))
-        loss_sum = tf.constant(0.0)
-        correct_sum = tf.constant(0.0)
-        lr = tf.constant(0.0)
         # A stop agreed here runs no step: the signal is acted on at the end of
         # the loop call that was running when it arrived.
         num_steps = tf.where(agreed[_STOP] > 0, tf.zeros_like(num_steps), num_steps)
-        for _ in tf.range(num_steps):
+
+        def one_step(i, loss_sum, correct_sum, lr):
             images, labels = next(iterator)
             lr = learning_rate(hparams, state.step, global_batch)
             grads, loss, correct = strategy.run(replica_step, args=(images, labels))
             apply_update(strategy, state, hparams, grads, lr)
-            loss_sum += local_sum(loss)
-            correct_sum += local_sum(correct)
+            return i + 1, loss_sum + local_sum(loss), correct_sum + local_sum(correct), lr
+
+        _, loss_sum, correct_sum, lr = tf.while_loop(
+            lambda i, *_: i < num_steps, one_step,
+            (tf.constant(0, num_steps.dtype), tf.constant(0.0), tf.constant(0.0), tf.constant(0.0)))
         if replicas > 1:  # every local replica passes in this worker's sums: count them once
             totals = local(strategy.run(all_reduce_sum, args=(tf.stack([loss_sum, correct_sum]),)))
             loss_sum, correct_sum = totals[0] / local_replicas, totals[1] / local_replicas
@@ -270,7 +275,7 @@ def train(config: TrainConfig, *, strategy: tf.distribute.Strategy | None = None
     if the stop flag is raised, `Interrupted` if it was this process's Ctrl-C.
     """
     config.validate()
-    goodput.begin()  # this attempt's goodput record (written by the chief once it knows it is)
+    goodput_record.begin()  # this attempt's goodput record (written by the chief once it knows it is)
     # From here on SIGTERM and SIGINT only raise a flag that the workers agree
     # on at the next loop call: a worker must not vanish between two collectives.
     with StopSignals() as signals, contextlib.ExitStack() as on_exit:
@@ -293,7 +298,7 @@ def _set_up(config: TrainConfig, strategy, datasets, is_chief,
     if strategy is None:
         from model.cluster import create_strategy
         strategy = create_strategy()
-        goodput.mark("cluster_formed")
+        goodput_record.mark("cluster_formed")
     if is_chief is None:
         is_chief = bool(strategy.extended.should_checkpoint)
     workers = _num_workers(strategy)
@@ -303,7 +308,7 @@ def _set_up(config: TrainConfig, strategy, datasets, is_chief,
                           f"{strategy.num_replicas_in_sync // workers} local replicas")
     if datasets is None:
         datasets = load_mnist(config.data_dir, verify=config.verify_data)
-    goodput.current().event("data_loaded")
+    goodput_record.current().event("data_loaded")
 
     checkpointing.prepare_model_dir(config.model_dir, chief=is_chief)
     # Before anything else is written: the chief takes the directory's lease; a
@@ -325,8 +330,8 @@ def _set_up(config: TrainConfig, strategy, datasets, is_chief,
     finished = bool(latest) and run_identity.log_start(config.model_dir, identity, start_step,
                                                        hp.max_steps)
     # The record opens only now: a run already complete writes nothing (_already_complete).
-    goodput.current().open(config.model_dir, is_chief and not finished, on_exit)
-    goodput.current().event("restored", step=start_step, at=restored_at)
+    goodput_record.current().open(config.model_dir, is_chief and not finished, on_exit)
+    goodput_record.current().event("restored", step=start_step, at=restored_at)
     return _Run(strategy, is_chief, _task_index(strategy), global_batch, datasets, state, checkpoint,
                 latest, start_step, finished)
 
@@ -395,13 +400,13 @@ def _loop(config: TrainConfig, run: _Run, parts: _LoopParts, stop: threading.Eve
             log.info(log_lines.TRAIN_COMPILED_FORMAT, ran, elapsed)
         boundary = schedule.after_call(step, ran, save_agreed=agreed[_SAVE] > 0,
                                        stop_agreed=agreed[_STOP] > 0, last_saved=last_saved)
-        goodput.current().steps(step, ran, elapsed, report=boundary.log)
+        goodput_record.current().steps(step, ran, elapsed, report=boundary.log)
         if boundary.summarize or boundary.log:
             _report(boundary, parts.summary_writer, rate=meter.window_rate(),
                     loss=float(loss_sum) / ran,  # means over this loop call's steps
                     accuracy=float(correct_sum) / (ran * run.global_batch), lr=float(lr))
         if boundary.checkpoint:
-            with goodput.current().span("checkpoint_save", step=step):  # the step's stall only
+            with goodput_record.current().span("checkpoint_save", step=step):  # the step's stall only
                 parts.writer.save(step)  # the chief logs it once complete (_log_saved)
             last_saved = step
             save_timer.saved()
@@ -438,11 +443,11 @@ def _finish(config: TrainConfig, run: _Run, parts: _LoopParts, step: int, last_s
             meter: ThroughputMeter) -> TrainResult:
     """Save the final state if the loop did not, mark the run complete, print the done line."""
     if last_saved != step:  # resumed a finished run: make sure the final state is saved
-        with goodput.current().span("checkpoint_save", step=step):
+        with goodput_record.current().span("checkpoint_save", step=step):
             parts.writer.save(step)
     parts.writer.wait()  # the marker may only name a complete checkpoint
     final_path = layout.child(config.model_dir, layout.checkpoint_name(step))
-    goodput.current().finish(step, parts.summary_writer)  # goodput.json before the marker ends the run
+    goodput_record.current().finish(step, parts.summary_writer)  # goodput.json before the marker ends the run
     if run.is_chief:
         checkpointing.write_complete_marker(config.model_dir, step, final_path)
     parts.close()

@@ -1,4 +1,4 @@
-"""The goodput record and its computation (model/goodput.py).
+"""The goodput record and its computation (model/goodput_record.py, model/goodput.py).
 
 Synthetic records (hand-written event lines with round numbers) prove the arithmetic: a clean
 run, a SIGKILL whose steps past the last checkpoint are recomputed, a SIGTERM that loses none,
@@ -15,7 +15,7 @@ import logging
 
 import pytest
 
-from model import goodput, layout, log_lines
+from model import goodput, goodput_record, layout, log_lines
 
 
 def ev(attempt: str, event: str, time: float, **fields) -> dict:
@@ -122,17 +122,17 @@ def test_the_evaluators_lag_is_its_printed_time_less_the_chiefs_save():
 
 @pytest.fixture
 def fresh_marks():
-    goodput.reset_process_marks()
+    goodput_record.reset_process_marks()
     yield
-    goodput.reset_process_marks()
+    goodput_record.reset_process_marks()
 
 
-def run_recorder(model_dir: str, *, is_chief: bool = True, fail: bool = False) -> goodput.Recorder:
+def run_recorder(model_dir: str, *, is_chief: bool = True, fail: bool = False) -> goodput_record.Recorder:
     """A recorder through an attempt's life, as train.py drives it."""
     import contextlib
 
-    goodput.mark("imported")
-    recorder = goodput.begin()
+    goodput_record.mark("imported")
+    recorder = goodput_record.begin()
     recorder.event("data_loaded")
     with contextlib.ExitStack() as on_exit:
         if fail:
@@ -238,6 +238,6 @@ def test_mnistctl_status_shows_goodput_from_the_model_dir_or_else_the_chiefs_lin
 def test_a_record_that_cannot_be_written_never_stops_training_or_evaluation(tmp_path, fresh_marks, caplog):
     (tmp_path / layout.GOODPUT_DIR).write_text("a file where the record's directory should be")
     run_recorder(str(tmp_path))  # raises nothing
-    goodput.eval_printed(str(tmp_path), 10)
+    goodput_record.eval_printed(str(tmp_path), 10)
     assert not (tmp_path / layout.GOODPUT_SUMMARY).exists()
     assert sum("goodput | cannot" in r.getMessage() for r in caplog.records) == 2

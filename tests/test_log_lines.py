@@ -14,6 +14,8 @@ RUN = "90a79c3d84ca"
 
 # (format, values, pattern, the groups parsed back)
 LINES = [
+    (L.CLUSTER_FORMED_FORMAT, ("Indexed Job environment", "worker", 1, 2, "RING", 2), L.CLUSTER_FORMED,
+     dict(source="Indexed Job environment", task="worker:1", workers="2", all_reduce="RING", replicas="2")),
     (L.TRAIN_START_FORMAT, ("lenet5", 200, 1000, 200, 2, True), L.TRAIN_START,
      dict(model="lenet5", step="200", max_steps="1000", global_batch="200", replicas="2", chief="True")),
     (L.TRAIN_RESTORED_FORMAT, ("gs://b/m/ckpt-200", 200), L.TRAIN_RESTORED,
