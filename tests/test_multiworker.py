@@ -16,7 +16,7 @@ from model import log_lines
 from model.errors import EXIT_PREEMPTED
 from tests.multiworker import Cluster, done_line, eval_steps
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]  # timing assertions: the cores to itself
 
 MLP_ARGS = ["--model", "mlp", "--save-checkpoints-steps", "100", "--log-every-steps", "50",
             "--steps-per-loop", "50"]

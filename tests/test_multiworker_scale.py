@@ -21,7 +21,7 @@ from model.errors import EXIT_PREEMPTED
 from tests.multiworker import Cluster, Proc, done_line
 from tests.test_multiworker import MLP_ARGS, checkpoint_steps, restored_step
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]  # timing assertions: the cores to itself
 
 def leftover_temp_dirs(cluster: Cluster) -> dict[int, list[str]]:
     """Each non-chief's checkpoint temp dirs still on disk (autograph's own files do not count)."""

@@ -18,7 +18,7 @@ import pytest
 from model import log_lines
 from tests.multiworker import Cluster, Proc, base_env, free_ports
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]  # timing assertions: the cores to itself
 
 MLP_ARGS = ["--model", "mlp", "--log-every-steps", "50", "--steps-per-loop", "50"]
 JOINING = r"^cluster \| waiting for all 2 workers to join"

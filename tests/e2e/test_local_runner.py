@@ -38,7 +38,7 @@ from scripts.paths import REPO_ROOT, RUNS_DIR
 from tests.e2e.conftest import (FAST, ROOTLESS, LocalRun, checkpoint_steps, generations,
                                 holder_userns, processes_mentioning, runner_prerequisites, unavailable)
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]  # timing assertions: the cores to itself
 
 MIN_TEST_ACCURACY = 0.96
 RUN_TIMEOUT = 600  # generous: other CPU-heavy tests may share the two cores
