@@ -45,21 +45,22 @@ tools: $(TOOLS_VENV)/.installed
 	bash scripts/install_k8s_tools.sh
 	bash scripts/install_chart_docs_tool.sh --optional
 
-# `make test` runs in two phases: the tests not marked slow spread over TEST_WORKERS processes
-# (pytest-xdist; each test module stays on one, so its module fixtures run once), then the slow
+# `make test` runs in two phases: the tests not marked serial spread over TEST_WORKERS processes
+# (pytest-xdist; each test module stays on one, so its module fixtures run once), then the serial
 # ones alone, one at a time (several training processes each, and timing assertions that a
-# second busy process could break). The result is the worse of the two (pytest's 5, nothing
-# collected, only when neither phase ran a test, e.g. for a PYTEST_ARGS selection).
+# second busy process could break). Slow tests without such assertions run in the first phase.
+# The result is the worse of the two (pytest's 5, nothing collected, only when neither phase
+# ran a test, e.g. for a PYTEST_ARGS selection).
 TEST_WORKERS ?= 2
 PARALLEL := -n $(TEST_WORKERS) --dist loadscope
 
 test: install tools
-	fast=0; slow=0; \
-	$(PY) -m pytest tests -m "not slow and not image" $(PARALLEL) $(PYTEST_ARGS) || fast=$$?; \
-	$(PY) -m pytest tests -m "slow and not image" $(PYTEST_ARGS) || slow=$$?; \
-	if [ $$fast = 5 ] && [ $$slow = 5 ]; then exit 5; fi; \
-	if [ $$fast = 5 ]; then fast=0; fi; if [ $$slow = 5 ]; then slow=0; fi; \
-	exit $$(( fast > slow ? fast : slow ))
+	parallel=0; serial=0; \
+	$(PY) -m pytest tests -m "not serial and not image" $(PARALLEL) $(PYTEST_ARGS) || parallel=$$?; \
+	$(PY) -m pytest tests -m "serial and not image" $(PYTEST_ARGS) || serial=$$?; \
+	if [ $$parallel = 5 ] && [ $$serial = 5 ]; then exit 5; fi; \
+	if [ $$parallel = 5 ]; then parallel=0; fi; if [ $$serial = 5 ]; then serial=0; fi; \
+	exit $$(( parallel > serial ? parallel : serial ))
 
 test-fast: install tools
 	$(PY) -m pytest tests -m "not slow and not image" $(PARALLEL) $(PYTEST_ARGS)

@@ -14,6 +14,14 @@ from scripts.paths import MNIST_DIR
 TRAINED_STEPS = (10, 20, 30)  # the checkpoints of `trained_dir`
 
 
+def pytest_collection_modifyitems(items):
+    """The modules with a slow test first, each module's tests in their own order: `make test`'s
+    parallel phase hands whole modules to its xdist workers in this order, and a 1-2 minute
+    module handed out last ran on one worker while the other had nothing left to do."""
+    slow_modules = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.nodeid.split("::")[0] not in slow_modules)  # stable
+
+
 def short_run_config(model_dir, max_steps: int, model: str = "mlp"):
     """The settings of `trained_dir`'s run (a checkpoint, summary and log line every 10 steps),
     for tests that train it further or train another like it."""

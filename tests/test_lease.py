@@ -351,6 +351,7 @@ def final_weights(model_dir, step: int) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_two_trainers_on_one_directory_the_second_is_refused_and_the_first_untouched(tmp_path):
     """Issue 16 defect 5: two runs (seeds 1 and 2) started 1 s apart on one directory."""
     runs = {seed: Cluster(tmp_path, workers=1, train_args=[*MLP_ARGS, "--max-steps", "1500",
@@ -385,6 +386,7 @@ def test_two_trainers_on_one_directory_the_second_is_refused_and_the_first_untou
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_a_sigkilled_trainers_restart_takes_the_lease_over_after_it_expires(tmp_path):
     cluster = Cluster(tmp_path, workers=1, train_args=[*MLP_ARGS, "--max-steps", "1000"])
     ttl = {leases.TTL_ENV: "3"}
@@ -415,6 +417,7 @@ def test_a_model_directory_that_is_a_file_is_a_config_error(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_the_other_workers_restore_only_once_the_chief_holds_the_lease(two_worker_dir, tmp_path):
     """While the chief waits for a live holder of the same run (the old group of
     a `helm upgrade`, still saving), its peers must not restore: the newest

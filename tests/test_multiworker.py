@@ -16,10 +16,12 @@ from model import log_lines
 from model.errors import EXIT_PREEMPTED
 from tests.multiworker import Cluster, done_line, eval_steps
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]  # timing assertions: the cores to itself
 
 MLP_ARGS = ["--model", "mlp", "--save-checkpoints-steps", "100", "--log-every-steps", "50",
             "--steps-per-loop", "50"]
+# Shorter loop calls where a test needs several checkpoints or progress lines, not many steps.
+EVERY_25_STEPS = ["--log-every-steps", "25", "--steps-per-loop", "25"]
 
 
 def checkpoint_steps(model_dir) -> list[int]:
@@ -39,7 +41,8 @@ def test_two_workers_train_together_and_the_evaluator_reports_each_checkpoint_on
     lines are summed over the workers once per loop call (in float32), so both
     workers print the same."""
     cluster = Cluster(tmp_path, workers=2, train_args=[
-        *MLP_ARGS, "--max-steps", "300", "--all-reduce-dtype", "bfloat16"])
+        *MLP_ARGS, *EVERY_25_STEPS, "--save-checkpoints-steps", "50", "--max-steps", "150",
+        "--all-reduce-dtype", "bfloat16"])
     try:
         evaluator = cluster.start_evaluator()
         workers = cluster.start_workers()
@@ -48,25 +51,25 @@ def test_two_workers_train_together_and_the_evaluator_reports_each_checkpoint_on
     finally:
         cluster.stop_all()
     (step0, weights0), (step1, weights1) = (done_line(w) for w in workers)
-    assert step0 == step1 == 300
+    assert step0 == step1 == 150
     assert weights0 == weights1, "the workers ended with different weights"
     assert "global batch 200 over 2 replica(s)" in workers[0].output()
     progress = [[(int(m["step"]), m["loss"], m["batch_accuracy"])
                  for m in log_lines.TRAIN_PROGRESS.finditer(w.output())] for w in workers]
-    assert [p[0] for p in progress[0]] == list(range(50, 301, 50))
+    assert [p[0] for p in progress[0]] == list(range(25, 151, 25))
     assert progress[0] == progress[1], "the workers logged different global metrics"
     first_loss, last_loss = progress[0][0][1], progress[0][-1][1]
     assert float(last_loss) < float(first_loss), progress[0]
 
     # Only the chief's checkpoints reach the model dir; the other worker's
     # temporary copies are deleted.
-    assert checkpoint_steps(cluster.model_dir) == [100, 200, 300]
+    assert checkpoint_steps(cluster.model_dir) == [50, 100, 150]
     assert not list(cluster.worker_tmp[1].iterdir()), "worker 1 left temporary checkpoints"
-    assert json.loads((cluster.model_dir / "training_complete.json").read_text())["final_step"] == 300
+    assert json.loads((cluster.model_dir / "training_complete.json").read_text())["final_step"] == 150
 
-    assert eval_steps(evaluator) == [100, 200, 300]
+    assert eval_steps(evaluator) == [50, 100, 150]
     metrics = json.loads((cluster.model_dir / "eval" / "final_metrics.json").read_text())
-    assert metrics["final_step"] == 300 and metrics["test_accuracy"] > 0.9
+    assert metrics["final_step"] == 150 and metrics["test_accuracy"] > 0.9
 
 
 def test_gathered_factors_and_the_all_reduce_train_alike(tmp_path):
@@ -77,7 +80,8 @@ def test_gathered_factors_and_the_all_reduce_train_alike(tmp_path):
     end with identical weights."""
     losses = {}
     clusters = {mode: Cluster(tmp_path / mode, workers=2, train_args=[
-        *MLP_ARGS, "--max-steps", "200", "--gradient-exchange", mode]) for mode in ("auto", "all-reduce")}
+        *MLP_ARGS, *EVERY_25_STEPS, "--max-steps", "100", "--gradient-exchange", mode])
+        for mode in ("auto", "all-reduce")}
     try:  # the two runs at once: most of a run is start-up, waiting for its peer
         started = {mode: cluster.start_workers() for mode, cluster in clusters.items()}
         for workers in started.values():
@@ -95,18 +99,21 @@ def test_gathered_factors_and_the_all_reduce_train_alike(tmp_path):
     assert losses["auto"] == pytest.approx(losses["all-reduce"], rel=5e-3)
 
 
+FAULTS_RUN_STEPS = 300  # past the SIGTERM (at 100) and the first regular checkpoint after it (200)
+
+
 @pytest.fixture(scope="module")
 def preempted_then_killed(tmp_path_factory):
-    """One 2-worker run, three groups: worker 1 SIGTERMed at step 200 (no regular checkpoints
+    """One 2-worker run, three groups: worker 1 SIGTERMed after step 50 (no regular checkpoints
     yet, so the preemption's is the only one), then, in the group that resumed, worker 1
     SIGKILLed after its first regular checkpoint, then a group that finishes. Each fault hits
     the group the one before left, so the two tests below share the run (and its start-up)."""
     tmp = tmp_path_factory.mktemp("faults")
-    cluster = Cluster(tmp, workers=2, train_args=[*MLP_ARGS, "--max-steps", "600"])
+    cluster = Cluster(tmp, workers=2, train_args=[*MLP_ARGS, "--max-steps", str(FAULTS_RUN_STEPS)])
     run = {"cluster": cluster}
     try:
         first = cluster.start_workers(attempt=0, extra=["--save-checkpoints-steps", "10000"])
-        first[1].wait_for(r"train \| step 200 ", timeout=240)
+        first[1].wait_for(r"train \| step 50 ", timeout=240)
         first[1].signal(signal.SIGTERM)  # only one pod is preempted; both must stop together
         run["preempted_codes"] = [w.wait(90) for w in first]
         match = first[0].wait_for(r"step (\d+) \| SIGTERM: checkpoint saved", timeout=1)
@@ -142,11 +149,11 @@ def test_sigterm_saves_on_every_worker_and_exits_with_the_preemption_code(preemp
 def test_sigkill_of_one_worker_then_restart_resumes_from_the_last_checkpoint(preempted_then_killed):
     run = preempted_then_killed
     assert run["survivor_code"] not in (0, EXIT_PREEMPTED)
-    assert run["preempted_at"] < run["last_saved"] < 600
+    assert run["preempted_at"] < run["last_saved"] < FAULTS_RUN_STEPS
     for worker in run["third"]:
         assert restored_step(worker.output()) == run["last_saved"]
     (step0, weights0), (step1, weights1) = (done_line(w) for w in run["third"])
-    assert step0 == step1 == 600 and weights0 == weights1
+    assert step0 == step1 == FAULTS_RUN_STEPS and weights0 == weights1
     # The killed worker's temporary checkpoint directory went when it started again.
     # (TensorFlow's autograph leaves its own __autograph_generated_file*.py after a SIGKILL.)
     leftovers = list(run["cluster"].worker_tmp[1].glob("mnist-train-worker*"))
@@ -156,20 +163,20 @@ def test_sigkill_of_one_worker_then_restart_resumes_from_the_last_checkpoint(pre
 def test_resumed_training_matches_an_uninterrupted_run_step_for_step(tmp_path):
     """Data order is a function of the global step, so a stop/resume only changes
     dropout randomness; the MLP has none, so the weights must match exactly."""
-    straight = Cluster(tmp_path / "straight", workers=1, train_args=[*MLP_ARGS, "--max-steps", "200"])
+    straight = Cluster(tmp_path / "straight", workers=1, train_args=[*MLP_ARGS, "--max-steps", "100"])
     interrupted = Cluster(tmp_path / "interrupted", workers=1,
-                          train_args=[*MLP_ARGS, "--save-checkpoints-steps", "100"])
+                          train_args=[*MLP_ARGS, "--save-checkpoints-steps", "50"])
     try:  # the straight run and the first part at once (independent directories)
         (run,) = straight.start_workers()
-        (part1,) = interrupted.start_workers(attempt=0, extra=["--max-steps", "100"])
+        (part1,) = interrupted.start_workers(attempt=0, extra=["--max-steps", "50"])
         assert run.wait(120) == 0
         assert part1.wait(120) == 0
-        (part2,) = interrupted.start_workers(attempt=1, extra=["--max-steps", "200"])
+        (part2,) = interrupted.start_workers(attempt=1, extra=["--max-steps", "100"])
         assert part2.wait(120) == 0
     finally:
         straight.stop_all()
         interrupted.stop_all()
-    assert restored_step(part2.output()) == 100
+    assert restored_step(part2.output()) == 50
     assert done_line(part2) == done_line(run)
 
 

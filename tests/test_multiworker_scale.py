@@ -21,7 +21,12 @@ from model.errors import EXIT_PREEMPTED
 from tests.multiworker import Cluster, Proc, done_line
 from tests.test_multiworker import MLP_ARGS, checkpoint_steps, restored_step
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]  # timing assertions: the cores to itself
+
+# Short loop calls, each ending in a checkpoint and a progress line (MLP_ARGS's are 50-100 steps):
+# the invariants need a few checkpoints, not many steps, and 4-8 workers share two cores.
+EVERY_25_STEPS = ["--save-checkpoints-steps", "25", "--log-every-steps", "25", "--steps-per-loop", "25"]
+EVERY_10_STEPS = ["--save-checkpoints-steps", "10", "--log-every-steps", "10", "--steps-per-loop", "10"]
 
 def leftover_temp_dirs(cluster: Cluster) -> dict[int, list[str]]:
     """Each non-chief's checkpoint temp dirs still on disk (autograph's own files do not count)."""
@@ -76,14 +81,16 @@ def test_four_workers_survive_a_preemption_and_sigkills_and_finish_identical(tmp
 
     `--gradient-exchange factors`: at 4 replicas the factors are all-gathered and the other
     gradients all-reduced, two collectives per step across the four processes (the
-    plain all-reduce is what the 8-worker run and the 2-worker tests exchange)."""
-    max_steps = 400  # beyond the kills (they land within a few steps of a save)
+    plain all-reduce is what the 8-worker run and the 2-worker tests exchange).
+
+    For speed, loop calls (and checkpoints) of 25 steps: the attempts run 150 steps in
+    all, most of the test is the twelve TensorFlow start-ups."""
+    max_steps = 150  # beyond the kills (they land within a few steps of a save)
     cluster = Cluster(tmp_path, workers=4, train_args=[
-        *MLP_ARGS, "--max-steps", str(max_steps), "--save-checkpoints-steps", "50",
-        "--gradient-exchange", "factors"])
+        *MLP_ARGS, "--max-steps", str(max_steps), *EVERY_25_STEPS, "--gradient-exchange", "factors"])
     try:
         first = cluster.start_workers(attempt=0)
-        first[2].wait_for(r"train \| step 50 ", timeout=240)
+        first[2].wait_for(r"train \| step 25 ", timeout=240)
         first[2].signal(signal.SIGTERM)  # one pod preempted; all four must stop together
         assert [w.wait(90) for w in first] == [EXIT_PREEMPTED] * 4
         preempted = [int(log_lines.TRAIN_PREEMPTED.search(w.output())["step"]) for w in first]
@@ -113,8 +120,7 @@ def test_four_workers_survive_a_preemption_and_sigkills_and_finish_identical(tmp
 def test_eight_workers_train_to_the_same_weights(tmp_path):
     """One 8-worker run (ring of 8, float32 all-reduce: the MLP's factors do not pay at 8):
     every worker ends at max-steps with the same weights, and only the chief wrote checkpoints."""
-    cluster = Cluster(tmp_path, workers=8, train_args=[*MLP_ARGS, "--max-steps", "100",
-                                                       "--save-checkpoints-steps", "50"])
+    cluster = Cluster(tmp_path, workers=8, train_args=[*MLP_ARGS, "--max-steps", "20", *EVERY_10_STEPS])
     try:
         workers = cluster.start_workers()
         assert [w.wait(400) for w in workers] == [0] * 8
@@ -122,5 +128,5 @@ def test_eight_workers_train_to_the_same_weights(tmp_path):
         cluster.stop_all()
     assert "global batch 800 over 8 replica(s)" in workers[0].output()
     assert log_lines.TRAIN_EXCHANGE.search(workers[0].output())["plan"] == "all-reduce of all 4 gradients"
-    assert checkpoint_steps(cluster.model_dir) == [50, 100]
-    assert_finished_together(cluster, workers, 100)
+    assert checkpoint_steps(cluster.model_dir) == [10, 20]
+    assert_finished_together(cluster, workers, 20)

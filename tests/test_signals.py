@@ -7,6 +7,7 @@ local runner send them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -18,7 +19,7 @@ import pytest
 from model import log_lines
 from tests.multiworker import Cluster, Proc, base_env, free_ports
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]  # timing assertions: the cores to itself
 
 MLP_ARGS = ["--model", "mlp", "--log-every-steps", "50", "--steps-per-loop", "50"]
 JOINING = r"^cluster \| waiting for all 2 workers to join"
@@ -32,6 +33,17 @@ def lone_worker(tmp: Path, name: str) -> Proc:
                                    "task": {"type": "worker", "index": 0}})
     return Proc(name, ["train", "--model-dir", str(tmp / name / "model"), *MLP_ARGS,
                        "--max-steps", "100"], tmp, env)
+
+
+@contextlib.contextmanager
+def sighup_default():
+    """Workers started here get SIGHUP's default action (a pod's), even when the tests run under
+    `nohup`: an ignored signal stays ignored across fork and exec, a default one does not change."""
+    previous = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGHUP, previous)
 
 
 def children(pid: int) -> list[int]:
@@ -64,9 +76,10 @@ def test_no_signal_to_the_process_group_leaves_a_joining_worker_hung(tmp_path):
     outlives it (SIGHUP and SIGKILL end the worker themselves). The same holds for
     a SIGTERM to the worker alone, as the kubelet sends it."""
     sent_signals = [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGKILL]
-    workers = {sig.name: lone_worker(tmp_path, sig.name) for sig in sent_signals}
-    # The kubelet signals the container's main process alone, not its group.
-    workers["SIGTERM to the worker alone"] = lone_worker(tmp_path, "SIGTERM-alone")
+    with sighup_default():
+        workers = {sig.name: lone_worker(tmp_path, sig.name) for sig in sent_signals}
+        # The kubelet signals the container's main process alone, not its group.
+        workers["SIGTERM to the worker alone"] = lone_worker(tmp_path, "SIGTERM-alone")
     try:
         guards = {}
         for name, worker in workers.items():

@@ -11,7 +11,7 @@ import pytest
 from tests.e2e.conftest import generations
 from tests.e2e.test_local_runner import NO_TB, RUN_TIMEOUT, assert_trained_to, chief_last_saved, trainer_pods
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]  # timing assertions: the cores to itself
 
 WORKERS = 4
 
