@@ -40,7 +40,8 @@ environment variables (used when the flag is not given):
   TF_SAVE_CHECKPOINTS_SECS  --save-checkpoints-secs
   TF_SAVE_SUMMARIES_STEPS   --save-summaries-steps
   MNIST_LEASE_TTL_SECS      train: the model dir's lease expires this long after the chief
-                            last renewed it (default 30; see docs/operations.md, "One trainer group per model directory")
+                            last renewed it (default 30; see docs/operations.md,
+                            "One trainer group per model directory")
   MNIST_LEASE_WAIT_SECS     train: how long to wait for a trainer of the same run to let go
                             of the model dir (default 180)
   TF_CONFIG                 the cluster (TFJob, JobSet or by hand), else an Indexed Job's
