@@ -1,5 +1,5 @@
-"""`python -m model`: the CLI (model/cli.py)."""
+import sys
 
-from model.cli import run
+from model.cli import main
 
-run()
+sys.exit(main())
