@@ -42,6 +42,8 @@ from scripts.local_runner.controllers.base import service_dns_names
 from scripts.local_runner.manifest import NetworkSlot
 
 PREFIX = "mlr"
+# How every hosts file the runner writes starts.
+LOCALHOST_LINES = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 NETNS_DIR = Path("/run/netns")
 SUBNET = "10.244.0"
 FIRST_HOST = 10
@@ -233,14 +235,14 @@ class PodNetwork:
             self.hosts_file(slot.key).write_text(
                 f"# /etc/hosts of the pod {slot.hostname} (local runner {self.run_id}):\n"
                 "# its own name as the kubelet writes it, then the headless Service's records.\n"
-                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-                f"{slot.address}\t{fqdn} {slot.hostname}\n" + "\n".join(records) + "\n" + self.extra_hosts)
+                + LOCALHOST_LINES
+                + f"{slot.address}\t{fqdn} {slot.hostname}\n" + "\n".join(records) + "\n" + self.extra_hosts)
         if self.shared:
             names = [n for s in self.services for n in service_dns_names(s, self.namespace)]
             self.shared_hosts_file.write_text(
                 f"# /etc/hosts of the pods without a network identity (local runner {self.run_id}):\n"
                 "# the rendering's Services are served in this namespace.\n"
-                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                + LOCALHOST_LINES
                 + (f"127.0.0.1\t{' '.join(names)}\n" if names else "") + "\n".join(records) + "\n"
                 + self.extra_hosts)
         self.resolv_conf.write_text(

@@ -16,6 +16,8 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
+from scripts.local_runner import userns
+
 # argv: the listening socket's fd, the port to connect to in this namespace.
 RELAY_SCRIPT = r"""
 import os, socket, sys, threading
@@ -72,10 +74,4 @@ class Relay:
                 start_new_session=True)  # a Ctrl-C on the terminal is the runner's to handle
 
     def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.stdin.close()
-            try:
-                self.popen.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
+        userns.stop_holder(self.popen, timeout=5)  # it lives until its stdin closes, as a holder

@@ -137,19 +137,20 @@ def start_holder(argv: list[str], what: str) -> subprocess.Popen:
     return popen
 
 
-def stop_holder(popen: subprocess.Popen) -> None:
-    """Let a holder go (its stdin closes) and wait for it; its namespaces die with the last
-    process in them."""
+def stop_holder(popen: subprocess.Popen, timeout: float = 10) -> None:
+    """Let a holder (or any child that lives until its stdin closes) go and wait for it, killing
+    it after `timeout`; its namespaces die with the last process in them."""
     if popen.poll() is None:
         popen.stdin.close()
         try:
-            popen.wait(timeout=10)
+            popen.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             popen.kill()
             popen.wait()
     for stream in (popen.stdin, popen.stdout, popen.stderr):
-        with contextlib.suppress(OSError):
-            stream.close()
+        if stream is not None:
+            with contextlib.suppress(OSError):
+                stream.close()
 
 
 class Holder:
