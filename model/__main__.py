@@ -1,5 +1,5 @@
-import sys
+"""`python -m model`: the CLI (model/cli.py)."""
 
-from model.cli import main
+from model.cli import run
 
-sys.exit(main())
+run()

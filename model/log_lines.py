@@ -133,6 +133,11 @@ LEASE_WAITING = re.compile(r"^lease \| (?P<path>\S+) is held by (?P<holder>.*), 
 LEASE_RELEASED_FORMAT = "lease | released %s"
 LEASE_RELEASED = re.compile(r"^lease \| released (?P<path>\S+)", re.M)
 
+# The chief's last line in a group (model/leaving.py): every other worker said it was leaving.
+LEAVE_TOGETHER_FORMAT = "leave | every worker is leaving (%d waited for, %.2f s)"
+LEAVE_TOGETHER = re.compile(r"^leave \| every worker is leaving \((?P<waited>\d+) waited for, "
+                            r"(?P<secs>[\d.]+) s\)", re.M)
+
 # --- parsed by the local runner and mnistctl
 # The configuration line `python -m model train|evaluate` logs first (model/cli.py: "config | k=v ...").
 CONFIG_MODEL_DIR = re.compile(r"^config \| (?:.* )?model_dir=(?P<path>\S+)", re.M)

@@ -26,7 +26,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from model import checkpointing, goodput_record, layout, log_lines, run_identity, summaries
+from model import checkpointing, goodput_record, layout, leaving, log_lines, run_identity, summaries
 from model.config import ALL_REDUCE_DTYPES, COMPUTE_DTYPES, GRADIENT_EXCHANGES, Hyperparameters
 from model.data import MnistSplits, load_mnist
 from model.errors import ConfigError
@@ -288,7 +288,10 @@ def _train(config: TrainConfig, strategy, datasets, is_chief, stop: threading.Ev
     run = _set_up(config, strategy, datasets, is_chief, on_exit)
     if run.finished:
         return _already_complete(config, run)
-    return _loop(config, run, _build_loop(config, run), stop, interrupted)
+    parts = _build_loop(config, run)
+    if _num_workers(run.strategy) > 1:  # destroying a group's iterator waits for the peers (model/leaving.py)
+        leaving.hold(run, parts)
+    return _loop(config, run, parts, stop, interrupted)
 
 
 def _set_up(config: TrainConfig, strategy, datasets, is_chief,

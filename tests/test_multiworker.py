@@ -68,6 +68,9 @@ def test_two_workers_train_together_and_the_evaluator_reports_each_checkpoint_on
     assert json.loads((cluster.model_dir / "training_complete.json").read_text())["final_step"] == 150
 
     assert eval_steps(evaluator) == [50, 100, 150]
+    # The group left in order (model/leaving.py): the chief heard from worker 1 before exiting.
+    assert int(log_lines.LEAVE_TOGETHER.search(workers[0].output())["waited"]) == 1
+    assert "leave |" not in workers[1].output()  # it told the chief, without a warning
     metrics = json.loads((cluster.model_dir / "eval" / "final_metrics.json").read_text())
     assert metrics["final_step"] == 150 and metrics["test_accuracy"] > 0.9
 
@@ -140,6 +143,7 @@ def preempted_then_killed(tmp_path_factory):
 def test_sigterm_saves_on_every_worker_and_exits_with_the_preemption_code(preempted_then_killed):
     run = preempted_then_killed
     assert run["preempted_codes"] == [EXIT_PREEMPTED, EXIT_PREEMPTED]
+    assert log_lines.LEAVE_TOGETHER.search(run["first"][0].output())  # preempted, it left in order too
     assert run["checkpoints_after_sigterm"] == [run["preempted_at"]]
     assert not run["complete_after_sigterm"]
     for worker in run["second"]:  # no step lost: training resumes exactly where it stopped
