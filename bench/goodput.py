@@ -16,9 +16,11 @@ import random
 import time
 from pathlib import Path
 
+from bench import chart_defaults
 from bench.procs import PYTHON, BenchError, Proc, base_env, wait_all
 from bench.runs import Context
 from model import layout
+from model.config import preset
 
 # Targets of issue 14 (benchmarks, not timed tests).
 TARGETS = {"clean": 0.97, "sigkill": 0.95}
@@ -94,7 +96,8 @@ def goodput(ctx: Context, quick: bool) -> dict:
     seed = int(time.time_ns() % 10**6)
     rng = random.Random(seed)
     settings = QUICK_SETTINGS if quick else FULL_SETTINGS
-    max_steps, every = (1000, 250) if quick else (8000, 1000)
+    max_steps, every = ((1000, 250) if quick else
+                        (preset("default", "lenet5").max_steps, int(chart_defaults.flag_value("--save-checkpoints-steps"))))
     kill_step, term_step = _random_step(rng, max_steps, every), _random_step(rng, max_steps, every)
     cases = [("clean", None), ("sigkill", f"kill:worker=1:step={kill_step}"),
              ("sigterm", f"term:worker=1:step={term_step}")]

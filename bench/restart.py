@@ -36,6 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import chart_defaults
 from bench.procs import BenchError, Proc, base_env, wait_all
 from bench.runs import Context, train_argv
 from scripts.ports import free_ports
@@ -43,9 +44,6 @@ from model import goodput, layout, log_lines
 
 BASE_STEPS = 200
 RESTART_STEPS = BASE_STEPS + 1
-# The chart's training settings (charts/mnist-train/values.yaml defaults, templates/_pods.tpl).
-CHART_ARGS = ["--preset", "default", "--all-reduce-dtype", "float32", "--gradient-exchange", "auto",
-              "--compute-dtype", "auto", "--save-checkpoints-steps", "200", "--save-summaries-steps", "100"]
 PHASES = ("import", "cluster", "restore", "first_step", "done", "exit")
 RUN_TIMEOUT = 600
 
@@ -101,7 +99,7 @@ def _start_pair(ctx: Context, label: str, model_dir: Path, max_steps: int, extra
         env = base_env(TF_CONFIG=json.dumps({"cluster": {"worker": addresses},
                                              "task": {"type": "worker", "index": i}}))
         procs.append(Proc(f"{name}-w{i}", train_argv("lenet5", model_dir, max_steps,
-                                                       extra=CHART_ARGS + extra),
+                                                       extra=[*chart_defaults.trainer_args(), *extra]),
                           log_path=ctx.logs / f"{name}-w{i}.log", env=env,
                           on_line=on_chief_line if i == 0 else None))
     return procs, cpu
