@@ -67,6 +67,7 @@ LINES = [
     (L.LEASE_WAITING_FORMAT, ("/m/lease.json", "pod a (pid 7)", 180.0), L.LEASE_WAITING,
      dict(path="/m/lease.json", holder="pod a (pid 7)", secs="180")),
     (L.LEASE_RELEASED_FORMAT, ("/m/lease.json",), L.LEASE_RELEASED, dict(path="/m/lease.json")),
+    (L.LEAVE_TOGETHER_FORMAT, (3, 0.0412), L.LEAVE_TOGETHER, dict(waited="3", secs="0.04")),
     (L.PREDICTION_FORMAT, (7, 0.98765, "my digits/seven.png"), L.PREDICTION,
      dict(digit="7", probability="0.9877", path="my digits/seven.png")),
 ]
