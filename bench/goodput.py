@@ -111,18 +111,18 @@ def goodput(ctx: Context, quick: bool) -> dict:
         target = TARGETS.get(label)
         value = gp["goodput"]
         ok = None if target is None else value >= target
-        miss = "" if ok in (None, True) else f"; misses the target by {target - value:.3f}"
+        miss = "" if ok in (None, True) else f"; misses the target by {target - value:.4f}"
         lost = (f"; {gp['steps_lost']} step(s) recomputed after the restore" if gp.get("steps_lost")
                 else "")
-        for fault in d["faults"]:  # nothing may be lost beyond the last checkpoint
-            if fault.get("seen_step") is not None and fault.get("last_saved_step") is not None:
-                lost += (f"; the fault came at step {fault['seen_step']}, "
-                         f"{fault['seen_step'] - fault['last_saved_step']} past the checkpoint at "
-                         f"{fault['last_saved_step']}")
+        for fired in d["faults"]:  # nothing may be lost beyond the last checkpoint
+            if fired.get("seen_step") is not None and fired.get("last_saved_step") is not None:
+                lost += (f"; the fault came at step {fired['seen_step']}, "
+                         f"{fired['seen_step'] - fired['last_saved_step']} past the checkpoint at "
+                         f"{fired['last_saved_step']}")
         rows.append({
             "id": f"goodput.{label}",
             "figure": f"LeNet-5 goodput, chart defaults, {label}" + (f" ({fault})" if fault else ""),
-            "value": f"{value:.3f}", "baseline": "", "ratio": "",
+            "value": f"{value:.4f}", "baseline": "", "ratio": "",
             "target": f">= {target:.2f}" if target else "none set (reported)",
             "status": "n/a" if ok is None else ("PASS" if ok else "MISS"),
             "notes": (f"{gp['wall_secs']:.0f} s wall, {gp['productive_secs']:.0f} s productive over "

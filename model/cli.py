@@ -24,12 +24,6 @@ from model.errors import (EXIT_CONFIG_ERROR, EXIT_FAILURE, EXIT_INTERRUPTED, EXI
 
 log = logging.getLogger("model")
 
-# The trainer's exits after which everything it wrote is complete and closed: training ended, or
-# a stop signal was acted on (model/train.py closed the checkpoint writer, which waits for the
-# last save, and flushed the summaries; the goodput record is flushed and the lease released by
-# then), or Ctrl-C came before anything was written.
-COMPLETE_TRAIN_EXITS = (EXIT_OK, EXIT_PREEMPTED, EXIT_INTERRUPTED)
-
 ENV_HELP = """
 environment variables (used when the flag is not given):
   MNIST_MODEL               --model
@@ -404,11 +398,13 @@ def exit_process(code: int, *, skip_teardown: bool) -> NoReturn:
     the atexit handlers run and logging, stdout and stderr are flushed, then os._exit(code).
 
     What that skips is Python destroying every object and TensorFlow's C++ side shutting down
-    (the gRPC server, the collective executors, the coordination service): measured 4-7 s wall and
-    ~1.4 CPU s per worker of a 2-worker LeNet-5 group after its `done` line (bench/restart.py),
-    time between a finished or preempted worker and its restart. Only for exits after which
-    nothing is left to write (COMPLETE_TRAIN_EXITS); a failure exits the ordinary way, so any
-    finalizer that still flushes something runs.
+    (the gRPC server, the collective executors, the coordination service, and a group's dataset
+    iterator, whose destruction waits for the peers: model/leaving.py). Measured after a `done`
+    line: 4-7 s wall and ~1.4 CPU s per worker of a 2-worker LeNet-5 group (bench/restart.py),
+    up to 58 s when a peer had left; after a peer's SIGKILL the survivor's teardown took 30 s
+    (docs/goodput.md). Every trainer exit skips it: by then the train call has closed or
+    abandoned everything it writes (the checkpoint writer's saves are atomic, the goodput record
+    and the lease are handled by its exit stack), so the teardown only delays the restart.
     """
     if not skip_teardown:
         sys.exit(code)
@@ -421,8 +417,8 @@ def exit_process(code: int, *, skip_teardown: bool) -> NoReturn:
 
 
 def run(argv: list[str] | None = None) -> NoReturn:
-    """The program `python -m model`: main(), then the exit (without the teardown after the
-    trainer's complete exits: see exit_process)."""
+    """The program `python -m model`: main(), then the exit (the trainer's without the
+    interpreter's teardown: see exit_process)."""
     argv = sys.argv[1:] if argv is None else argv
     code = main(argv)
-    exit_process(code, skip_teardown=argv[:1] == ["train"] and code in COMPLETE_TRAIN_EXITS)
+    exit_process(code, skip_teardown=argv[:1] == ["train"])

@@ -18,8 +18,9 @@ So a worker of a group:
 3. exits without the interpreter's teardown (model/cli.py `exit_process`), so none of TensorFlow's
    objects is destroyed at all.
 
-Only for the trainer's complete exits (done, preempted after saving, interrupted), which every
-worker of the group reaches at the same agreed step; a failure exits the ordinary way.
+The ordered leaving is only for the trainer's complete exits (done, preempted after saving,
+interrupted), which every worker of the group reaches at the same agreed step. A failed worker
+(a peer died) just exits, also without the teardown: its teardown waited 30 s for the dead peer.
 """
 
 from __future__ import annotations
