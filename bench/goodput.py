@@ -96,8 +96,11 @@ def goodput(ctx: Context, quick: bool) -> dict:
     seed = int(time.time_ns() % 10**6)
     rng = random.Random(seed)
     settings = QUICK_SETTINGS if quick else FULL_SETTINGS
-    max_steps, every = ((1000, 250) if quick else
-                        (preset("default", "lenet5").max_steps, int(chart_defaults.flag_value("--save-checkpoints-steps"))))
+    if quick:
+        max_steps, every = 1000, 250
+    else:
+        max_steps = preset("default", "lenet5").max_steps
+        every = int(chart_defaults.flag_value("--save-checkpoints-steps"))
     kill_step, term_step = _random_step(rng, max_steps, every), _random_step(rng, max_steps, every)
     cases = [("clean", None), ("sigkill", f"kill:worker=1:step={kill_step}"),
              ("sigterm", f"term:worker=1:step={term_step}")]
