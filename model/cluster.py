@@ -63,6 +63,13 @@ class ClusterInfo:
         has_chief = bool(self.tf_config["cluster"].get("chief"))
         return self.task_type == "worker" and self.task_index == 0 and not has_chief
 
+    def tasks(self) -> list[tuple[str, int, str]]:
+        """Every task of the group that trains (the chief, then the workers) as (type, index,
+        address), in TF_CONFIG's order; empty without a cluster."""
+        jobs = (self.tf_config or {}).get("cluster", {})
+        return [(task_type, index, address) for task_type in ("chief", "worker")
+                for index, address in enumerate(jobs.get(task_type, []))]
+
 
 def _parse_tf_config(raw: str) -> dict:
     try:
@@ -192,8 +199,7 @@ def create_strategy(cluster: ClusterInfo | None = None,
     try:
         if resolver is not None:
             # The peers' addresses: what a user checks first when the group never forms.
-            peers = [address for task_type in ("chief", "worker")
-                     for address in (cluster.tf_config or {}).get("cluster", {}).get(task_type, [])]
+            peers = [address for _, _, address in cluster.tasks()]
             log.info("cluster | waiting for all %d workers to join (up to %s): %s", cluster.num_workers,
                      f"{startup_timeout_secs:g} s" if startup_timeout_secs else "no limit", ", ".join(peers))
             guard.joining(startup_timeout_secs)

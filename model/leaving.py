@@ -54,9 +54,7 @@ def leaving_key(task_type: str, task_index: int) -> str:
 
 def peers(cluster: ClusterInfo) -> list[tuple[str, int]]:
     """The group's other tasks, as (type, index)."""
-    jobs = (cluster.tf_config or {}).get("cluster", {})
-    return [(task_type, index) for task_type in ("chief", "worker")
-            for index in range(len(jobs.get(task_type, [])))
+    return [(task_type, index) for task_type, index, _ in cluster.tasks()
             if (task_type, index) != (cluster.task_type, cluster.task_index)]
 
 
